@@ -1,0 +1,618 @@
+//! Calibration data: samples (one tensor per model input), where they come from, and the
+//! checks every sample passes before it is used.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use ndarray_npy::{NpzReader, ReadNpyExt, ReadableElement};
+use tract_onnx::prelude::{IntoTensor, Tensor, f16, tract_ndarray as nd};
+
+use crate::error::{Error, Result};
+use crate::model::{Dim, ElemType, TensorInfo};
+use crate::profile::Profile;
+
+/// Host tensor values, by element type.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum TensorData {
+    /// float32
+    F32(Vec<f32>),
+    /// float16
+    F16(Vec<f16>),
+    /// float64
+    F64(Vec<f64>),
+    /// int8
+    I8(Vec<i8>),
+    /// uint8
+    U8(Vec<u8>),
+    /// int16
+    I16(Vec<i16>),
+    /// uint16
+    U16(Vec<u16>),
+    /// int32
+    I32(Vec<i32>),
+    /// uint32
+    U32(Vec<u32>),
+    /// int64
+    I64(Vec<i64>),
+    /// uint64
+    U64(Vec<u64>),
+    /// bool
+    Bool(Vec<bool>),
+}
+
+/// A tensor on the host: a shape and row-major values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    shape: Vec<usize>,
+    data: TensorData,
+}
+
+macro_rules! for_each_type {
+    ($data:expr, $v:ident => $body:expr) => {
+        match $data {
+            TensorData::F32($v) => $body,
+            TensorData::F16($v) => $body,
+            TensorData::F64($v) => $body,
+            TensorData::I8($v) => $body,
+            TensorData::U8($v) => $body,
+            TensorData::I16($v) => $body,
+            TensorData::U16($v) => $body,
+            TensorData::I32($v) => $body,
+            TensorData::U32($v) => $body,
+            TensorData::I64($v) => $body,
+            TensorData::U64($v) => $body,
+            TensorData::Bool($v) => $body,
+        }
+    };
+}
+
+impl HostTensor {
+    /// A tensor from a shape and values.
+    ///
+    /// # Panics
+    ///
+    /// If the number of values differs from the product of the shape.
+    pub fn new(shape: Vec<usize>, data: TensorData) -> Self {
+        let n: usize = shape.iter().product();
+        let len = for_each_type!(&data, v => v.len());
+        assert_eq!(n, len, "shape {shape:?} needs {n} values, got {len}");
+        HostTensor { shape, data }
+    }
+
+    /// A float32 tensor.
+    ///
+    /// # Panics
+    ///
+    /// If the number of values differs from the product of the shape.
+    pub fn f32(shape: Vec<usize>, data: Vec<f32>) -> Self {
+        Self::new(shape, TensorData::F32(data))
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The values.
+    pub fn data(&self) -> &TensorData {
+        &self.data
+    }
+
+    /// Element type.
+    pub fn elem_type(&self) -> ElemType {
+        match &self.data {
+            TensorData::F32(_) => ElemType::F32,
+            TensorData::F16(_) => ElemType::F16,
+            TensorData::F64(_) => ElemType::F64,
+            TensorData::I8(_) => ElemType::I8,
+            TensorData::U8(_) => ElemType::U8,
+            TensorData::I16(_) => ElemType::I16,
+            TensorData::U16(_) => ElemType::U16,
+            TensorData::I32(_) => ElemType::I32,
+            TensorData::U32(_) => ElemType::U32,
+            TensorData::I64(_) => ElemType::I64,
+            TensorData::U64(_) => ElemType::U64,
+            TensorData::Bool(_) => ElemType::Bool,
+        }
+    }
+
+    /// Index of the first NaN or infinite value, if any.
+    pub fn first_non_finite(&self) -> Option<usize> {
+        match &self.data {
+            TensorData::F32(v) => v.iter().position(|x| !x.is_finite()),
+            TensorData::F16(v) => v.iter().position(|x| !x.is_finite()),
+            TensorData::F64(v) => v.iter().position(|x| !x.is_finite()),
+            _ => None,
+        }
+    }
+
+    /// Converts to a tract tensor.
+    pub fn to_tract(&self) -> Tensor {
+        for_each_type!(&self.data, v => nd::ArrayD::from_shape_vec(nd::IxDyn(&self.shape), v.clone())
+            .expect("shape checked at construction")
+            .into_tensor())
+    }
+}
+
+/// float16 as `.npy` stores it (`<f2`); ndarray-npy has no float16 element of its own.
+#[derive(Clone, Copy)]
+struct NpyF16(f16);
+
+impl ReadableElement for NpyF16 {
+    fn read_to_end_exact_vec<R: std::io::Read>(
+        mut reader: R,
+        type_desc: &py_literal::Value,
+        len: usize,
+    ) -> std::result::Result<Vec<Self>, ndarray_npy::ReadDataError> {
+        let little = match type_desc {
+            py_literal::Value::String(s) if s == "<f2" => true,
+            py_literal::Value::String(s) if s == ">f2" => false,
+            other => return Err(ndarray_npy::ReadDataError::WrongDescriptor(other.clone())),
+        };
+        let mut bytes = vec![0u8; len * 2];
+        reader.read_exact(&mut bytes)?;
+        let mut extra = [0u8; 1];
+        if reader.read(&mut extra)? != 0 {
+            return Err(ndarray_npy::ReadDataError::ExtraBytes(1));
+        }
+        Ok(bytes
+            .chunks_exact(2)
+            .map(|b| {
+                let bits = if little {
+                    u16::from_le_bytes([b[0], b[1]])
+                } else {
+                    u16::from_be_bytes([b[0], b[1]])
+                };
+                NpyF16(f16::from_bits(bits))
+            })
+            .collect())
+    }
+}
+
+fn to_vec<T: Clone>(a: nd::ArrayD<T>) -> (Vec<usize>, Vec<T>) {
+    let shape = a.shape().to_vec();
+    let data = a.as_standard_layout().iter().cloned().collect();
+    (shape, data)
+}
+
+/// Reads one array with the Rust type matching `elem`; `$read` is generic over `T`.
+macro_rules! read_as {
+    ($elem:expr, $t:ident => $read:expr) => {{
+        let (shape, data) = match $elem {
+            ElemType::F32 => {
+                type $t = f32;
+                let (s, v) = to_vec($read?);
+                (s, TensorData::F32(v))
+            }
+            ElemType::F64 => {
+                type $t = f64;
+                let (s, v) = to_vec($read?);
+                (s, TensorData::F64(v))
+            }
+            ElemType::F16 => {
+                type $t = NpyF16;
+                let (s, v) = to_vec($read?);
+                (s, TensorData::F16(v.into_iter().map(|x| x.0).collect()))
+            }
+            ElemType::I8 => {
+                type $t = i8;
+                let (s, v) = to_vec($read?);
+                (s, TensorData::I8(v))
+            }
+            ElemType::U8 => {
+                type $t = u8;
+                let (s, v) = to_vec($read?);
+                (s, TensorData::U8(v))
+            }
+            ElemType::I16 => {
+                type $t = i16;
+                let (s, v) = to_vec($read?);
+                (s, TensorData::I16(v))
+            }
+            ElemType::U16 => {
+                type $t = u16;
+                let (s, v) = to_vec($read?);
+                (s, TensorData::U16(v))
+            }
+            ElemType::I32 => {
+                type $t = i32;
+                let (s, v) = to_vec($read?);
+                (s, TensorData::I32(v))
+            }
+            ElemType::U32 => {
+                type $t = u32;
+                let (s, v) = to_vec($read?);
+                (s, TensorData::U32(v))
+            }
+            ElemType::I64 => {
+                type $t = i64;
+                let (s, v) = to_vec($read?);
+                (s, TensorData::I64(v))
+            }
+            ElemType::U64 => {
+                type $t = u64;
+                let (s, v) = to_vec($read?);
+                (s, TensorData::U64(v))
+            }
+            ElemType::Bool => {
+                type $t = bool;
+                let (s, v) = to_vec($read?);
+                (s, TensorData::Bool(v))
+            }
+            ElemType::Bf16 => {
+                return Err(
+                    "bfloat16 calibration data is not supported; store it as float32".to_string(),
+                );
+            }
+        };
+        HostTensor { shape, data }
+    }};
+}
+
+fn npy_error(e: impl fmt::Display) -> String {
+    let text = e.to_string();
+    if text.to_lowercase().contains("descriptor") {
+        format!("{text}: the array's element type differs from the model input's")
+    } else {
+        text
+    }
+}
+
+fn read_npy_file(path: &Path, elem: ElemType) -> std::result::Result<HostTensor, String> {
+    Ok(read_as!(elem, T => {
+        let file = File::open(path).map_err(|e| e.to_string())?;
+        nd::ArrayD::<T>::read_npy(BufReader::new(file)).map_err(npy_error)
+    }))
+}
+
+fn read_npz_entry(
+    npz: &mut NpzReader<BufReader<File>>,
+    name: &str,
+    elem: ElemType,
+) -> std::result::Result<HostTensor, String> {
+    Ok(
+        read_as!(elem, T => npz.by_name::<ndarray::OwnedRepr<T>, nd::IxDyn>(name).map_err(npy_error)),
+    )
+}
+
+/// One calibration sample: one tensor per model input, by input name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    id: String,
+    tensors: BTreeMap<String, HostTensor>,
+}
+
+impl Sample {
+    /// An empty sample called `id` (used in error messages).
+    pub fn new(id: impl Into<String>) -> Self {
+        Sample {
+            id: id.into(),
+            tensors: BTreeMap::new(),
+        }
+    }
+
+    /// Adds the tensor of input `name`.
+    pub fn with(mut self, name: impl Into<String>, tensor: HostTensor) -> Self {
+        self.tensors.insert(name.into(), tensor);
+        self
+    }
+
+    /// The sample's identifier.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The tensors by input name.
+    pub fn tensors(&self) -> &BTreeMap<String, HostTensor> {
+        &self.tensors
+    }
+
+    /// The tensor of one input.
+    pub fn get(&self, name: &str) -> Option<&HostTensor> {
+        self.tensors.get(name)
+    }
+
+    /// Checks the sample against the model's inputs and the declared profiles: every input
+    /// present and no unknown names, element types, ranks, fixed dims, dynamic dims inside
+    /// one profile's min/max, and only finite values. Returns the index of the first profile
+    /// the sample fits.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Sample`] naming the sample, the input, the dimension, the value and the
+    /// allowed range.
+    pub fn validate(&self, inputs: &[TensorInfo], profiles: &[Profile]) -> Result<usize> {
+        let id = self.id.as_str();
+        for name in self.tensors.keys() {
+            if !inputs.iter().any(|i| &i.name == name) {
+                let known: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
+                return Err(Error::sample(
+                    id,
+                    Some(name),
+                    format!(
+                        "the model has no such input (its inputs: {})",
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+        for input in inputs {
+            let name = input.name.as_str();
+            let t = self.tensors.get(name).ok_or_else(|| {
+                Error::sample(id, Some(name), "missing: every model input needs a tensor")
+            })?;
+            if t.elem_type() != input.elem_type {
+                return Err(Error::sample(
+                    id,
+                    Some(name),
+                    format!(
+                        "element type {} but the model expects {}",
+                        t.elem_type(),
+                        input.elem_type
+                    ),
+                ));
+            }
+            if t.shape().len() != input.dims.len() {
+                return Err(Error::sample(
+                    id,
+                    Some(name),
+                    format!(
+                        "rank {} (shape {:?}) but the model declares rank {} {}",
+                        t.shape().len(),
+                        t.shape(),
+                        input.dims.len(),
+                        input.shape_string()
+                    ),
+                ));
+            }
+            for (axis, (dim, &value)) in input.dims.iter().zip(t.shape()).enumerate() {
+                if let Dim::Fixed(expected) = dim {
+                    if *expected != value as i64 {
+                        return Err(Error::sample(
+                            id,
+                            Some(name),
+                            format!(
+                                "dimension {axis} is {value} but the model fixes it to {expected}"
+                            ),
+                        ));
+                    }
+                }
+            }
+            if let Some(at) = t.first_non_finite() {
+                return Err(Error::sample(
+                    id,
+                    Some(name),
+                    format!("contains a NaN or infinite value at flat index {at}"),
+                ));
+            }
+        }
+        if profiles.is_empty() {
+            return Ok(0);
+        }
+        let mut first_violation = None;
+        for (p, profile) in profiles.iter().enumerate() {
+            match profile.check_shapes(self.tensors.iter().map(|(n, t)| (n.as_str(), t.shape()))) {
+                Ok(()) => return Ok(p),
+                Err(v) => {
+                    first_violation.get_or_insert((p, v));
+                }
+            }
+        }
+        let (p, v) = first_violation.expect("at least one profile");
+        let also = if profiles.len() > 1 {
+            format!(
+                " (and fits none of the other {} profiles)",
+                profiles.len() - 1
+            )
+        } else {
+            String::new()
+        };
+        Err(Error::sample(
+            id,
+            Some(&v.input),
+            format!(
+                "dimension {} is {}, outside profile {p}'s allowed range {}..={}{also}",
+                v.axis, v.value, v.min, v.max
+            ),
+        ))
+    }
+}
+
+/// Where calibration samples come from. Samples are loaded one at a time, so memory does not
+/// grow with the number of samples.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A directory with one sub-directory per sample holding `<input_name>.npy`, or a
+    /// directory of `.npz` files (one per sample, arrays named after the inputs), or one
+    /// `.npz` file.
+    Path(PathBuf),
+    /// Samples built in code (build scripts, tests).
+    Memory(Vec<Sample>),
+}
+
+/// One located sample of a [`Source`], not yet read.
+#[derive(Debug, Clone)]
+pub enum SampleRef {
+    /// A sub-directory of `.npy` files.
+    NpyDir(PathBuf),
+    /// An `.npz` file.
+    Npz(PathBuf),
+    /// An in-memory sample (index into [`Source::Memory`]).
+    Memory(usize),
+}
+
+impl Source {
+    /// Description for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Path(p) => p.display().to_string(),
+            Source::Memory(v) => format!("in-memory ({} samples)", v.len()),
+        }
+    }
+
+    /// Lists the samples in a deterministic (sorted) order.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] for an unreadable path, [`Error::EmptySource`] without samples.
+    pub fn list(&self) -> Result<Vec<SampleRef>> {
+        let refs = match self {
+            Source::Memory(v) => (0..v.len()).map(SampleRef::Memory).collect(),
+            Source::Path(path) => list_path(path)?,
+        };
+        if refs.is_empty() {
+            return Err(Error::EmptySource {
+                source: self.describe(),
+            });
+        }
+        Ok(refs)
+    }
+
+    /// Every file the source consists of (for `cargo:rerun-if-changed` and fingerprints).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] for an unreadable directory.
+    pub fn files(&self) -> Result<Vec<PathBuf>> {
+        match self {
+            Source::Memory(_) => Ok(Vec::new()),
+            Source::Path(path) => {
+                let mut files = Vec::new();
+                for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
+                    let entry = entry.map_err(|e| {
+                        let p = e.path().unwrap_or(path).to_path_buf();
+                        Error::io(
+                            p,
+                            e.into_io_error()
+                                .unwrap_or_else(|| std::io::Error::other("walk failed")),
+                        )
+                    })?;
+                    if entry.file_type().is_file() {
+                        files.push(entry.into_path());
+                    }
+                }
+                Ok(files)
+            }
+        }
+    }
+
+    /// Reads one sample, typing each array by the model input of the same name.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Sample`] naming the file and input for unreadable arrays or wrong element types.
+    pub fn load(&self, sample: &SampleRef, inputs: &[TensorInfo]) -> Result<Sample> {
+        match sample {
+            SampleRef::Memory(i) => match self {
+                Source::Memory(v) => Ok(v[*i].clone()),
+                Source::Path(_) => Err(Error::options(
+                    "in-memory sample reference used with a path source",
+                )),
+            },
+            SampleRef::NpyDir(dir) => {
+                let id = dir.display().to_string();
+                let mut out = Sample::new(id.clone());
+                let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+                    .map_err(|e| Error::io(dir, e))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "npy"))
+                    .collect();
+                entries.sort();
+                for file in entries {
+                    let name = file
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    let Some(input) = inputs.iter().find(|i| i.name == name) else {
+                        let known: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
+                        return Err(Error::sample(
+                            id,
+                            Some(&name),
+                            format!(
+                                "{} names no model input (inputs: {})",
+                                file.display(),
+                                known.join(", ")
+                            ),
+                        ));
+                    };
+                    let tensor = read_npy_file(&file, input.elem_type).map_err(|m| {
+                        Error::sample(&id, Some(&name), format!("{}: {m}", file.display()))
+                    })?;
+                    out.tensors.insert(name, tensor);
+                }
+                Ok(out)
+            }
+            SampleRef::Npz(file) => {
+                let id = file.display().to_string();
+                let f = File::open(file).map_err(|e| Error::io(file, e))?;
+                let mut npz = NpzReader::new(BufReader::new(f))
+                    .map_err(|e| Error::sample(&id, None, format!("not a readable .npz: {e}")))?;
+                let names = npz
+                    .names()
+                    .map_err(|e| Error::sample(&id, None, format!("not a readable .npz: {e}")))?;
+                let mut out = Sample::new(id.clone());
+                for entry in names {
+                    let name = entry.strip_suffix(".npy").unwrap_or(&entry).to_string();
+                    let Some(input) = inputs.iter().find(|i| i.name == name) else {
+                        let known: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
+                        return Err(Error::sample(
+                            id,
+                            Some(&name),
+                            format!("array names no model input (inputs: {})", known.join(", ")),
+                        ));
+                    };
+                    let tensor = read_npz_entry(&mut npz, &entry, input.elem_type)
+                        .map_err(|m| Error::sample(&id, Some(&name), m))?;
+                    out.tensors.insert(name, tensor);
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+fn list_path(path: &Path) -> Result<Vec<SampleRef>> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.is_file() {
+        return if path.extension().is_some_and(|x| x == "npz") {
+            Ok(vec![SampleRef::Npz(path.to_path_buf())])
+        } else {
+            Err(Error::sample(
+                path.display().to_string(),
+                None,
+                "expected a directory of samples or an .npz file",
+            ))
+        };
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| Error::io(path, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    Ok(entries
+        .into_iter()
+        .filter_map(|p| {
+            if p.is_dir() {
+                Some(SampleRef::NpyDir(p))
+            } else if p.extension().is_some_and(|x| x == "npz") {
+                Some(SampleRef::Npz(p))
+            } else {
+                None
+            }
+        })
+        .collect())
+}
+
+impl SampleRef {
+    /// Identifier used in messages.
+    pub fn id(&self) -> String {
+        match self {
+            SampleRef::NpyDir(p) | SampleRef::Npz(p) => p.display().to_string(),
+            SampleRef::Memory(i) => format!("#{i}"),
+        }
+    }
+}

@@ -1,0 +1,540 @@
+//! Reading and writing ONNX models (the `prost` types `tract-onnx` exposes), external data,
+//! and listing a model's inputs and outputs with symbolic dimensions kept symbolic.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use tract_onnx::pb;
+
+use crate::error::{Error, Result};
+
+/// ONNX element types (`TensorProto.DataType`) this crate handles by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ElemType {
+    /// float32
+    F32,
+    /// float16
+    F16,
+    /// bfloat16
+    Bf16,
+    /// float64
+    F64,
+    /// int8
+    I8,
+    /// uint8
+    U8,
+    /// int16
+    I16,
+    /// uint16
+    U16,
+    /// int32
+    I32,
+    /// uint32
+    U32,
+    /// int64
+    I64,
+    /// uint64
+    U64,
+    /// bool
+    Bool,
+}
+
+impl ElemType {
+    /// From the ONNX enum value.
+    pub fn from_onnx(code: i32) -> Option<ElemType> {
+        Some(match code {
+            1 => ElemType::F32,
+            2 => ElemType::U8,
+            3 => ElemType::I8,
+            4 => ElemType::U16,
+            5 => ElemType::I16,
+            6 => ElemType::I32,
+            7 => ElemType::I64,
+            9 => ElemType::Bool,
+            10 => ElemType::F16,
+            11 => ElemType::F64,
+            12 => ElemType::U32,
+            13 => ElemType::U64,
+            16 => ElemType::Bf16,
+            _ => return None,
+        })
+    }
+
+    /// The ONNX enum value.
+    pub fn to_onnx(self) -> i32 {
+        match self {
+            ElemType::F32 => 1,
+            ElemType::U8 => 2,
+            ElemType::I8 => 3,
+            ElemType::U16 => 4,
+            ElemType::I16 => 5,
+            ElemType::I32 => 6,
+            ElemType::I64 => 7,
+            ElemType::Bool => 9,
+            ElemType::F16 => 10,
+            ElemType::F64 => 11,
+            ElemType::U32 => 12,
+            ElemType::U64 => 13,
+            ElemType::Bf16 => 16,
+        }
+    }
+
+    /// Name as numpy writes it (`float32`, `int64`, `bool`…).
+    pub fn name(self) -> &'static str {
+        match self {
+            ElemType::F32 => "float32",
+            ElemType::F16 => "float16",
+            ElemType::Bf16 => "bfloat16",
+            ElemType::F64 => "float64",
+            ElemType::I8 => "int8",
+            ElemType::U8 => "uint8",
+            ElemType::I16 => "int16",
+            ElemType::U16 => "uint16",
+            ElemType::I32 => "int32",
+            ElemType::U32 => "uint32",
+            ElemType::I64 => "int64",
+            ElemType::U64 => "uint64",
+            ElemType::Bool => "bool",
+        }
+    }
+
+    /// Whether values are floating point.
+    pub fn is_float(self) -> bool {
+        matches!(
+            self,
+            ElemType::F32 | ElemType::F16 | ElemType::Bf16 | ElemType::F64
+        )
+    }
+}
+
+impl fmt::Display for ElemType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One dimension of a declared shape.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Dim {
+    /// A fixed extent.
+    Fixed(i64),
+    /// A named symbolic extent (`N`, `batch`…).
+    Symbolic(String),
+    /// Unnamed and unknown.
+    Unknown,
+}
+
+impl Dim {
+    /// The fixed extent, if any.
+    pub fn fixed(&self) -> Option<i64> {
+        match self {
+            Dim::Fixed(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Dim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dim::Fixed(v) => write!(f, "{v}"),
+            Dim::Symbolic(s) => f.write_str(s),
+            Dim::Unknown => f.write_str("?"),
+        }
+    }
+}
+
+/// Name, element type and declared shape of a graph input or output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TensorInfo {
+    /// Tensor name.
+    pub name: String,
+    /// Element type.
+    pub elem_type: ElemType,
+    /// Declared shape.
+    pub dims: Vec<Dim>,
+}
+
+impl TensorInfo {
+    /// Whether any dimension is not fixed.
+    pub fn is_dynamic(&self) -> bool {
+        self.dims.iter().any(|d| d.fixed().is_none())
+    }
+
+    /// The shape as text, e.g. `[N, 3, 224, 224]`.
+    pub fn shape_string(&self) -> String {
+        let dims: Vec<String> = self.dims.iter().map(ToString::to_string).collect();
+        format!("[{}]", dims.join(", "))
+    }
+}
+
+impl fmt::Display for TensorInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} {}",
+            self.name,
+            self.elem_type,
+            self.shape_string()
+        )
+    }
+}
+
+/// How [`Model::save`] stores initializers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightStorage {
+    /// Inline when the model fits protobuf's 2 GiB limit, external otherwise.
+    #[default]
+    Auto,
+    /// Always inline.
+    Inline,
+    /// Initializers of at least `threshold` bytes go to `<file name>.data` next to the model.
+    External {
+        /// Minimum size in bytes of an initializer written externally.
+        threshold: usize,
+    },
+}
+
+const PROTOBUF_LIMIT: usize = (2 << 30) - 1;
+
+/// An ONNX model in memory, with external data already read in.
+#[derive(Debug, Clone)]
+pub struct Model {
+    proto: pb::ModelProto,
+    name: String,
+    path: Option<PathBuf>,
+    external_files: Vec<PathBuf>,
+}
+
+impl Model {
+    /// Reads an ONNX file and every external data file it refers to.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming the model or data file; [`Error::Decode`] for invalid protobuf;
+    /// [`Error::Model`] for a missing graph or an external-data reference outside its file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let mut model = Self::decode(&bytes, path)?;
+        model.name = path.display().to_string();
+        model.path = Some(path.to_path_buf());
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        model.resolve_external(&dir)?;
+        Ok(model)
+    }
+
+    /// Decodes ONNX bytes (without external data).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] for invalid protobuf; [`Error::Model`] without a graph.
+    pub fn from_bytes(bytes: &[u8], name: impl Into<String>) -> Result<Model> {
+        let name = name.into();
+        let mut model = Self::decode(bytes, Path::new(&name))?;
+        model.name = name;
+        Ok(model)
+    }
+
+    /// Wraps a protobuf model.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Model`] without a graph.
+    pub fn from_proto(proto: pb::ModelProto, name: impl Into<String>) -> Result<Model> {
+        let name = name.into();
+        if proto.graph.is_none() {
+            return Err(Error::model(name, "has no graph"));
+        }
+        Ok(Model {
+            proto,
+            name,
+            path: None,
+            external_files: Vec::new(),
+        })
+    }
+
+    fn decode(bytes: &[u8], path: &Path) -> Result<Model> {
+        let proto = pb::ModelProto::decode(bytes).map_err(|e| Error::Decode {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        if proto.graph.is_none() {
+            return Err(Error::Decode {
+                path: path.to_path_buf(),
+                message: "the model has no graph".into(),
+            });
+        }
+        Ok(Model {
+            proto,
+            name: path.display().to_string(),
+            path: None,
+            external_files: Vec::new(),
+        })
+    }
+
+    fn resolve_external(&mut self, dir: &Path) -> Result<()> {
+        let name = self.name.clone();
+        let mut files = Vec::new();
+        for tensor in &mut self.graph_mut().initializer {
+            if tensor.data_location != Some(1) {
+                continue;
+            }
+            let field = |key: &str| {
+                tensor
+                    .external_data
+                    .iter()
+                    .find(|e| e.key == key)
+                    .map(|e| e.value.clone())
+            };
+            let location = field("location").ok_or_else(|| {
+                Error::model(
+                    &name,
+                    format!(
+                        "initializer '{}' is external but has no location",
+                        tensor.name
+                    ),
+                )
+            })?;
+            let offset: usize = field("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let file = dir.join(&location);
+            let data = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
+            let length: usize = field("length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(data.len().saturating_sub(offset));
+            let end = offset
+                .checked_add(length)
+                .filter(|&end| end <= data.len())
+                .ok_or_else(|| {
+                    Error::model(
+                        &name,
+                        format!(
+                            "initializer '{}' wants bytes {offset}..{} of {} which has {} bytes",
+                            tensor.name,
+                            offset + length,
+                            file.display(),
+                            data.len()
+                        ),
+                    )
+                })?;
+            tensor.raw_data = data[offset..end].to_vec();
+            tensor.external_data.clear();
+            tensor.data_location = None;
+            if !files.contains(&file) {
+                files.push(file);
+            }
+        }
+        self.external_files = files;
+        Ok(())
+    }
+
+    /// The model's display name (path or given name).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The path it was loaded from.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// External data files read by [`Model::load`].
+    pub fn external_files(&self) -> &[PathBuf] {
+        &self.external_files
+    }
+
+    /// The protobuf.
+    pub fn proto(&self) -> &pb::ModelProto {
+        &self.proto
+    }
+
+    /// The protobuf, mutably.
+    pub fn proto_mut(&mut self) -> &mut pb::ModelProto {
+        &mut self.proto
+    }
+
+    /// The graph.
+    pub fn graph(&self) -> &pb::GraphProto {
+        self.proto.graph.as_ref().expect("checked at construction")
+    }
+
+    /// The graph, mutably.
+    pub fn graph_mut(&mut self) -> &mut pb::GraphProto {
+        self.proto.graph.as_mut().expect("checked at construction")
+    }
+
+    /// Default-domain opset version.
+    pub fn opset(&self) -> i64 {
+        self.proto
+            .opset_import
+            .iter()
+            .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+            .map_or(0, |o| o.version)
+    }
+
+    /// Graph inputs that are not initializers.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Model`] for an input without a tensor type or with an unsupported element type.
+    pub fn inputs(&self) -> Result<Vec<TensorInfo>> {
+        let inits: HashSet<&str> = self
+            .graph()
+            .initializer
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        self.graph()
+            .input
+            .iter()
+            .filter(|v| !inits.contains(v.name.as_str()))
+            .map(|v| self.value_info(v))
+            .collect()
+    }
+
+    /// Graph outputs.
+    ///
+    /// # Errors
+    ///
+    /// As [`Model::inputs`].
+    pub fn outputs(&self) -> Result<Vec<TensorInfo>> {
+        self.graph()
+            .output
+            .iter()
+            .map(|v| self.value_info(v))
+            .collect()
+    }
+
+    fn value_info(&self, v: &pb::ValueInfoProto) -> Result<TensorInfo> {
+        let Some(pb::type_proto::Value::TensorType(t)) =
+            v.r#type.as_ref().and_then(|t| t.value.as_ref())
+        else {
+            return Err(Error::model(
+                &self.name,
+                format!("'{}' is not a tensor", v.name),
+            ));
+        };
+        let elem_type = ElemType::from_onnx(t.elem_type).ok_or_else(|| {
+            Error::model(
+                &self.name,
+                format!(
+                    "'{}' has unsupported ONNX element type {}",
+                    v.name, t.elem_type
+                ),
+            )
+        })?;
+        let dims = t
+            .shape
+            .as_ref()
+            .map(|s| {
+                s.dim
+                    .iter()
+                    .map(|d| match &d.value {
+                        Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) => {
+                            Dim::Fixed(*v)
+                        }
+                        Some(pb::tensor_shape_proto::dimension::Value::DimParam(p))
+                            if !p.is_empty() =>
+                        {
+                            Dim::Symbolic(p.clone())
+                        }
+                        _ => Dim::Unknown,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(TensorInfo {
+            name: v.name.clone(),
+            elem_type,
+            dims,
+        })
+    }
+
+    /// Serializes the model with every initializer inline.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.proto.encode_to_vec()
+    }
+
+    /// Writes the model, with initializers inline or in `<file name>.data` (see
+    /// [`WeightStorage`]). Both files are written to temporary names and renamed into place.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming the file.
+    pub fn save(&self, path: impl AsRef<Path>, storage: WeightStorage) -> Result<()> {
+        let path = path.as_ref();
+        let threshold = match storage {
+            WeightStorage::Inline => None,
+            WeightStorage::External { threshold } => Some(threshold),
+            WeightStorage::Auto => (self.proto.encoded_len() > PROTOBUF_LIMIT).then_some(1024),
+        };
+        let Some(threshold) = threshold else {
+            return write_atomic(path, &self.to_bytes());
+        };
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model.onnx".into());
+        let data_name = format!("{file_name}.data");
+        let mut proto = self.proto.clone();
+        let mut data = Vec::new();
+        for tensor in &mut proto
+            .graph
+            .as_mut()
+            .expect("checked at construction")
+            .initializer
+        {
+            if tensor.raw_data.len() < threshold {
+                continue;
+            }
+            // Align each tensor to 64 bytes, as onnx's external-data writer does.
+            while data.len() % 64 != 0 {
+                data.push(0);
+            }
+            let offset = data.len();
+            data.extend_from_slice(&tensor.raw_data);
+            let length = tensor.raw_data.len();
+            tensor.raw_data.clear();
+            tensor.data_location = Some(1);
+            tensor.external_data = vec![
+                pb::StringStringEntryProto {
+                    key: "location".into(),
+                    value: data_name.clone(),
+                },
+                pb::StringStringEntryProto {
+                    key: "offset".into(),
+                    value: offset.to_string(),
+                },
+                pb::StringStringEntryProto {
+                    key: "length".into(),
+                    value: length.to_string(),
+                },
+            ];
+        }
+        write_atomic(&path.with_file_name(&data_name), &data)?;
+        write_atomic(path, &proto.encode_to_vec())
+    }
+}
+
+/// Writes `bytes` to a temporary file next to `path` and renames it into place.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}

@@ -1,0 +1,285 @@
+//! Optimization profiles: min/opt/max shapes of the dynamic inputs, checked against the model.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::{Dim, TensorInfo};
+
+/// min/opt/max shape of one input.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ShapeRange {
+    /// Smallest shape.
+    pub min: Vec<i64>,
+    /// Shape kernels are tuned for.
+    pub opt: Vec<i64>,
+    /// Largest shape.
+    pub max: Vec<i64>,
+}
+
+impl ShapeRange {
+    /// A range.
+    pub fn new(
+        min: impl Into<Vec<i64>>,
+        opt: impl Into<Vec<i64>>,
+        max: impl Into<Vec<i64>>,
+    ) -> Self {
+        ShapeRange {
+            min: min.into(),
+            opt: opt.into(),
+            max: max.into(),
+        }
+    }
+
+    /// A range of one fixed shape.
+    pub fn fixed(shape: impl Into<Vec<i64>>) -> Self {
+        let s = shape.into();
+        ShapeRange {
+            min: s.clone(),
+            opt: s.clone(),
+            max: s,
+        }
+    }
+}
+
+/// Formats a shape as `1x3x224x224`.
+pub fn format_shape(dims: &[i64]) -> String {
+    dims.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("x")
+}
+
+/// Parses `1x3x224x224` (an empty string is a scalar).
+///
+/// # Errors
+///
+/// [`Error::Options`] for anything that is not `x`-separated non-negative integers.
+pub fn parse_shape(text: &str) -> Result<Vec<i64>> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    text.split('x')
+        .map(|d| {
+            d.trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|v| *v >= 0)
+                .ok_or_else(|| {
+                    Error::options(format!(
+                        "'{text}' is not a shape like 1x3x224x224 ('{d}' is not a dimension)"
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// One shape outside a profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShapeViolation {
+    /// The input.
+    pub input: String,
+    /// The axis.
+    pub axis: usize,
+    /// The actual extent.
+    pub value: i64,
+    /// Allowed minimum.
+    pub min: i64,
+    /// Allowed maximum.
+    pub max: i64,
+}
+
+impl fmt::Display for ShapeViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "input '{}' dimension {} is {}, outside the allowed range {}..={}",
+            self.input, self.axis, self.value, self.min, self.max
+        )
+    }
+}
+
+/// One optimization profile: a [`ShapeRange`] for every dynamic input (fixed inputs may be
+/// listed too).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Profile {
+    /// Ranges by input name.
+    pub inputs: BTreeMap<String, ShapeRange>,
+}
+
+impl Profile {
+    /// An empty profile.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the range of one input.
+    pub fn input(mut self, name: impl Into<String>, range: ShapeRange) -> Self {
+        self.inputs.insert(name.into(), range);
+        self
+    }
+
+    /// Parses `name:min:opt:max` (e.g. `x:1x3x64x64:4x3x128x128:8x3x256x256`) and adds it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Options`] for a malformed specification.
+    pub fn parse_input(mut self, spec: &str) -> Result<Self> {
+        let parts: Vec<&str> = spec.rsplitn(4, ':').collect();
+        if parts.len() != 4 {
+            return Err(Error::options(format!(
+                "profile '{spec}' must be NAME:MIN:OPT:MAX with shapes like 1x3x224x224"
+            )));
+        }
+        let range = ShapeRange::new(
+            parse_shape(parts[2])?,
+            parse_shape(parts[1])?,
+            parse_shape(parts[0])?,
+        );
+        self.inputs.insert(parts[3].to_string(), range);
+        Ok(self)
+    }
+
+    /// Checks shapes against the profile's min/max; inputs the profile does not list pass.
+    ///
+    /// # Errors
+    ///
+    /// The first violation.
+    pub fn check_shapes<'a>(
+        &self,
+        shapes: impl IntoIterator<Item = (&'a str, &'a [usize])>,
+    ) -> std::result::Result<(), ShapeViolation> {
+        for (name, shape) in shapes {
+            let Some(range) = self.inputs.get(name) else {
+                continue;
+            };
+            for (axis, &v) in shape.iter().enumerate() {
+                let (min, max) = (
+                    range.min.get(axis).copied().unwrap_or(0),
+                    range.max.get(axis).copied().unwrap_or(0),
+                );
+                let v = v as i64;
+                if v < min || v > max {
+                    return Err(ShapeViolation {
+                        input: name.to_string(),
+                        axis,
+                        value: v,
+                        min,
+                        max,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks profiles against the model's inputs before any heavy work: every name is an input
+/// (otherwise the real inputs are listed with their shapes), every dynamic input has a range
+/// in every profile, ranks match, fixed dims are declared as fixed, `0 <= min <= opt <= max`,
+/// at least one profile, and no two profiles are identical.
+///
+/// # Errors
+///
+/// [`Error::Profile`] naming the input, the profile, the dimension and what was expected.
+pub fn validate_profiles(inputs: &[TensorInfo], profiles: &[Profile]) -> Result<()> {
+    let listing = || {
+        inputs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let dynamic: Vec<&TensorInfo> = inputs.iter().filter(|i| i.is_dynamic()).collect();
+    if profiles.is_empty() && !dynamic.is_empty() {
+        let names: Vec<&str> = dynamic.iter().map(|i| i.name.as_str()).collect();
+        return Err(Error::Profile {
+            input: names.join(", "),
+            message: "these inputs are dynamic, so at least one optimization profile must give their min/opt/max"
+                .into(),
+        });
+    }
+    for (p, profile) in profiles.iter().enumerate() {
+        for (name, range) in &profile.inputs {
+            let Some(info) = inputs.iter().find(|i| &i.name == name) else {
+                return Err(Error::Profile {
+                    input: name.clone(),
+                    message: format!(
+                        "profile {p} names an input the model does not have; its inputs are: {}",
+                        listing()
+                    ),
+                });
+            };
+            for (which, dims) in [
+                ("min", &range.min),
+                ("opt", &range.opt),
+                ("max", &range.max),
+            ] {
+                if dims.len() != info.dims.len() {
+                    return Err(Error::Profile {
+                        input: name.clone(),
+                        message: format!(
+                            "profile {p} {which} shape {} has rank {} but the model declares rank {} {}",
+                            format_shape(dims),
+                            dims.len(),
+                            info.dims.len(),
+                            info.shape_string()
+                        ),
+                    });
+                }
+            }
+            for (axis, dim) in info.dims.iter().enumerate() {
+                let (min, opt, max) = (range.min[axis], range.opt[axis], range.max[axis]);
+                if let Dim::Fixed(fixed) = dim {
+                    if (min, opt, max) != (*fixed, *fixed, *fixed) {
+                        return Err(Error::Profile {
+                            input: name.clone(),
+                            message: format!(
+                                "profile {p} dimension {axis} is declared {min}/{opt}/{max} but the model fixes it to {fixed}"
+                            ),
+                        });
+                    }
+                }
+                if min < 0 || !(min <= opt && opt <= max) {
+                    return Err(Error::Profile {
+                        input: name.clone(),
+                        message: format!(
+                            "profile {p} dimension {axis} needs 0 <= min <= opt <= max, got min {min}, opt {opt}, max {max}"
+                        ),
+                    });
+                }
+                if max == 0 && dim.fixed().is_none() {
+                    return Err(Error::Profile {
+                        input: name.clone(),
+                        message: format!("profile {p} dimension {axis} is empty (max 0)"),
+                    });
+                }
+            }
+        }
+        for info in &dynamic {
+            if !profile.inputs.contains_key(&info.name) {
+                return Err(Error::Profile {
+                    input: info.name.clone(),
+                    message: format!(
+                        "dynamic input {} has no min/opt/max in profile {p}; every dynamic input needs one",
+                        info.shape_string()
+                    ),
+                });
+            }
+        }
+        if let Some(q) = profiles[..p].iter().position(|other| other == profile) {
+            return Err(Error::Profile {
+                input: profile
+                    .inputs
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                message: format!("profile {p} is identical to profile {q}"),
+            });
+        }
+    }
+    Ok(())
+}

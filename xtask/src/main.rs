@@ -1,0 +1,313 @@
+//! Repository tasks, run as `cargo xtask <task>`:
+//!
+//! - `setup`: provisions TensorRT-RTX 1.7.1.116 into `.trt/` (idempotent): libraries from the
+//!   PyPI wheel `tensorrt-rtx-cu13-libs` through pip, headers from the crates.io package
+//!   `trtx-sys` through cargo. Also keeps the TensorRT 11.4 headers of that package for the
+//!   compile check of the shim.
+//! - `example`: setup, then runs the example application (the README's main command).
+//! - `test`: setup, the bindings staleness check, the TensorRT 11.4 compile check, then
+//!   `cargo test --workspace` (the README's test command, run by `.ci/run`).
+//! - `bindgen [--check]`: regenerates `tensorrt-sys/src/bindings.rs` (or fails if stale); needs
+//!   the `bindgen` feature and libclang.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+#[cfg(feature = "bindgen")]
+#[path = "../../tensorrt-sys/build/bindgen_config.rs"]
+mod bindgen_config;
+
+/// TensorRT-RTX release provisioned by `setup`.
+const RTX_VERSION: &str = "1.7.1.116";
+/// Version of the crates.io package that carries the headers.
+const HEADERS_CRATE: &str = "trtx-sys";
+const HEADERS_CRATE_VERSION: &str = "=0.9.1";
+/// libclang wheel used only to check the committed bindings.
+const LIBCLANG_WHEEL: &str = "libclang==18.1.1";
+
+type Result<T = (), E = String> = std::result::Result<T, E>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("setup") => setup().map(|_| ()),
+        Some("example") => setup().and_then(|_| example(&args[1..])),
+        Some("test") => setup().and_then(|_| test()),
+        Some("bindgen") => bindgen(args.iter().any(|a| a == "--check")),
+        _ => Err("usage: cargo xtask <setup|example|test|bindgen [--check]>".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn python() -> Command {
+    Command::new(std::env::var_os("PYTHON").unwrap_or_else(|| "python3".into()))
+}
+
+fn run(cmd: &mut Command) -> Result {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("could not start {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed with {status}"))
+    }
+}
+
+fn output(cmd: &mut Command) -> Result<Vec<u8>> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("could not start {cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(format!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Paths of the provisioned TensorRT-RTX.
+struct Provisioned {
+    rtx_root: PathBuf,
+    trt11_include: PathBuf,
+}
+
+fn setup() -> Result<Provisioned> {
+    let trt = root().join(".trt");
+    let rtx_root = trt.join(format!("tensorrt-rtx-{RTX_VERSION}"));
+    let trt11_include = trt.join("tensorrt-11.4-headers").join("include");
+    let stamp = rtx_root.join(".complete");
+    if stamp.is_file() && trt11_include.join("NvInferVersion.h").is_file() {
+        return Ok(Provisioned {
+            rtx_root,
+            trt11_include,
+        });
+    }
+    eprintln!(
+        "xtask: provisioning TensorRT-RTX {RTX_VERSION} into {}",
+        rtx_root.display()
+    );
+    let staging = trt.join("staging");
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging)
+        .map_err(|e| format!("creating {}: {e}", staging.display()))?;
+
+    // Libraries: the wheel is a zip; pip downloads (and caches) it, Python's zipfile unpacks it.
+    let downloads = trt.join("downloads");
+    run(python()
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+        ])
+        .arg(format!("tensorrt-rtx-cu13-libs=={RTX_VERSION}"))
+        .arg("-d")
+        .arg(&downloads))?;
+    let wheel = std::fs::read_dir(&downloads)
+        .map_err(|e| format!("reading {}: {e}", downloads.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with(&format!("tensorrt_rtx_cu13_libs-{RTX_VERSION}"))
+                    && n.ends_with(".whl")
+            })
+        })
+        .ok_or("pip did not leave the tensorrt-rtx-cu13-libs wheel in .trt/downloads")?;
+    let unpacked = staging.join("wheel");
+    run(python()
+        .args(["-m", "zipfile", "-e"])
+        .arg(&wheel)
+        .arg(&unpacked))?;
+    let lib = staging.join("lib");
+    std::fs::create_dir_all(&lib).map_err(|e| e.to_string())?;
+    for name in ["libtensorrt_rtx.so.1", "libtensorrt_onnxparser_rtx.so.1"] {
+        let from = unpacked.join("tensorrt_rtx_libs").join(name);
+        std::fs::rename(&from, lib.join(name))
+            .map_err(|e| format!("moving {}: {e}", from.display()))?;
+    }
+    let _ = std::fs::remove_dir_all(&unpacked);
+
+    // Headers: let cargo download the crates.io package, then copy its header folders.
+    let headers = headers_crate_dir(&trt)?;
+    copy_dir(&headers.join("TRT-RTX-1.7"), &staging.join("include"))?;
+    let trt11_staging = staging.join("trt11");
+    copy_dir(&headers.join("TRT-Enterprise-11.4"), &trt11_staging)?;
+
+    let _ = std::fs::remove_dir_all(&rtx_root);
+    let _ = std::fs::remove_dir_all(trt11_include.parent().expect("has parent"));
+    std::fs::create_dir_all(trt11_include.parent().expect("has parent"))
+        .map_err(|e| e.to_string())?;
+    std::fs::rename(&trt11_staging, &trt11_include).map_err(|e| e.to_string())?;
+    std::fs::rename(&staging, &rtx_root).map_err(|e| e.to_string())?;
+    std::fs::write(
+        &stamp,
+        format!("tensorrt-rtx-cu13-libs=={RTX_VERSION}\n{HEADERS_CRATE} {HEADERS_CRATE_VERSION}\n"),
+    )
+    .map_err(|e| e.to_string())?;
+    eprintln!(
+        "xtask: TensorRT-RTX {RTX_VERSION} ready in {}",
+        rtx_root.display()
+    );
+    Ok(Provisioned {
+        rtx_root,
+        trt11_include,
+    })
+}
+
+/// Downloads the headers crate with `cargo fetch` and returns its `TensorRT-Headers` folder.
+fn headers_crate_dir(trt: &Path) -> Result<PathBuf> {
+    let manifest_dir = trt.join("headers-fetch");
+    std::fs::create_dir_all(manifest_dir.join("src")).map_err(|e| e.to_string())?;
+    std::fs::write(
+        manifest_dir.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"fetch-tensorrt-headers\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n\
+             [dependencies]\n{HEADERS_CRATE} = \"{HEADERS_CRATE_VERSION}\"\n\n[workspace]\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    std::fs::write(manifest_dir.join("src/lib.rs"), "").map_err(|e| e.to_string())?;
+    let manifest = manifest_dir.join("Cargo.toml");
+    run(cargo().arg("fetch").arg("--manifest-path").arg(&manifest))?;
+    let meta = output(
+        cargo()
+            .args(["metadata", "--format-version", "1", "--manifest-path"])
+            .arg(&manifest),
+    )?;
+    let meta: serde_json::Value =
+        serde_json::from_slice(&meta).map_err(|e| format!("cargo metadata: {e}"))?;
+    let path = meta["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == HEADERS_CRATE)
+        .and_then(|p| p["manifest_path"].as_str())
+        .ok_or(format!("cargo metadata does not list {HEADERS_CRATE}"))?;
+    Ok(Path::new(path)
+        .parent()
+        .expect("manifest has a folder")
+        .join("TensorRT-Headers"))
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result {
+    std::fs::create_dir_all(to).map_err(|e| format!("creating {}: {e}", to.display()))?;
+    for entry in std::fs::read_dir(from).map_err(|e| format!("reading {}: {e}", from.display()))? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .map_err(|e| format!("copying {}: {e}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn example(args: &[String]) -> Result {
+    run(cargo()
+        .current_dir(root())
+        .args(["run", "--package", "example-app", "--"])
+        .args(args))
+}
+
+fn test() -> Result {
+    let root = root();
+    let provisioned = setup()?;
+    eprintln!("xtask: using {}", provisioned.rtx_root.display());
+
+    // 1. The committed bindings must match the shim header.
+    let libclang = root.join(".trt").join("libclang");
+    if !libclang.join("clang/native").is_dir() {
+        run(python()
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "--target",
+            ])
+            .arg(&libclang)
+            .arg(LIBCLANG_WHEEL))?;
+    }
+    run(cargo()
+        .current_dir(&root)
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--features",
+            "bindgen",
+            "--",
+            "bindgen",
+            "--check",
+        ])
+        .env("LIBCLANG_PATH", libclang.join("clang/native")))?;
+
+    // 2. The same shim source compiles against the TensorRT 11.4 headers.
+    run(cargo()
+        .current_dir(&root)
+        .args(["check", "--quiet", "--package", "tensorrt-sys"])
+        .env("TENSORRT_INCLUDE_DIR", &provisioned.trt11_include)
+        .env(
+            "CARGO_TARGET_DIR",
+            root.join("target").join("trt-11.4-check"),
+        ))?;
+
+    // 3. The whole suite, against TensorRT-RTX 1.7.
+    run(cargo().current_dir(&root).args(["test", "--workspace"]))
+}
+
+#[cfg(feature = "bindgen")]
+fn bindgen(check: bool) -> Result {
+    let root = root();
+    let header = root.join("tensorrt-sys/shim/trt_shim.h");
+    let committed = root.join("tensorrt-sys/src/bindings.rs");
+    let fresh = bindgen_config::generate(&header)?.to_string();
+    if check {
+        let current = std::fs::read_to_string(&committed).unwrap_or_default();
+        if current != fresh {
+            return Err(format!(
+                "{} is stale: run `cargo xtask bindgen` (with LIBCLANG_PATH set) and commit the result",
+                committed.display()
+            ));
+        }
+        eprintln!("xtask: {} is up to date", committed.display());
+        Ok(())
+    } else {
+        std::fs::write(&committed, fresh).map_err(|e| e.to_string())?;
+        eprintln!("xtask: wrote {}", committed.display());
+        Ok(())
+    }
+}
+
+#[cfg(not(feature = "bindgen"))]
+fn bindgen(_check: bool) -> Result {
+    Err("rebuild with `cargo run -p xtask --features bindgen -- bindgen` (needs libclang)".into())
+}
