@@ -176,10 +176,28 @@ impl Profile {
     }
 }
 
+/// Fails when the model has dynamic inputs but no profile is declared (an engine needs one).
+///
+/// # Errors
+///
+/// [`Error::Profile`] listing the dynamic inputs.
+pub fn require_profiles(inputs: &[TensorInfo], profiles: &[Profile]) -> Result<()> {
+    let dynamic: Vec<&TensorInfo> = inputs.iter().filter(|i| i.is_dynamic()).collect();
+    if profiles.is_empty() && !dynamic.is_empty() {
+        let names: Vec<&str> = dynamic.iter().map(|i| i.name.as_str()).collect();
+        return Err(Error::Profile {
+            input: names.join(", "),
+            message: "these inputs are dynamic, so at least one optimization profile must give their min/opt/max"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
 /// Checks profiles against the model's inputs before any heavy work: every name is an input
 /// (otherwise the real inputs are listed with their shapes), every dynamic input has a range
 /// in every profile, ranks match, fixed dims are declared as fixed, `0 <= min <= opt <= max`,
-/// at least one profile, and no two profiles are identical.
+/// and no two profiles are identical. No profile at all passes (see [`require_profiles`]).
 ///
 /// # Errors
 ///
@@ -193,14 +211,6 @@ pub fn validate_profiles(inputs: &[TensorInfo], profiles: &[Profile]) -> Result<
             .join("; ")
     };
     let dynamic: Vec<&TensorInfo> = inputs.iter().filter(|i| i.is_dynamic()).collect();
-    if profiles.is_empty() && !dynamic.is_empty() {
-        let names: Vec<&str> = dynamic.iter().map(|i| i.name.as_str()).collect();
-        return Err(Error::Profile {
-            input: names.join(", "),
-            message: "these inputs are dynamic, so at least one optimization profile must give their min/opt/max"
-                .into(),
-        });
-    }
     for (p, profile) in profiles.iter().enumerate() {
         for (name, range) in &profile.inputs {
             let Some(info) = inputs.iter().find(|i| &i.name == name) else {

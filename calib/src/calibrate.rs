@@ -1,0 +1,446 @@
+//! The calibration pipeline: validate, place Q/DQ, stream samples through the FP32 model on
+//! every core, pick thresholds, and persist the result with its inputs' fingerprint.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::data::{SampleRef, Source};
+use crate::error::{Error, Result};
+use crate::infer::{CpuModel, to_f32};
+use crate::model::{Model, TensorInfo, write_atomic};
+use crate::observer::{DEFAULT_BINS, Method, TensorStats, scale_for};
+use crate::profile::{Profile, validate_profiles};
+use crate::qdq::{self, Exclusions, Placement};
+
+/// Version of the persisted format and of the algorithm; part of every fingerprint.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Calibration progress, for progress bars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Pass number (1: ranges, 2: histograms).
+    pub pass: usize,
+    /// Number of passes.
+    pub passes: usize,
+    /// Samples done in this pass.
+    pub done: usize,
+    /// Samples in this pass.
+    pub total: usize,
+}
+
+type ProgressFn = dyn Fn(Progress) + Send + Sync;
+
+/// Calibration options and entry point (builder style).
+pub struct Calibrator<'m> {
+    model: &'m Model,
+    method: Method,
+    bins: usize,
+    profiles: Vec<Profile>,
+    exclusions: Exclusions,
+    threads: Option<usize>,
+    progress: Option<Box<ProgressFn>>,
+}
+
+impl std::fmt::Debug for Calibrator<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Calibrator")
+            .field("model", &self.model.name())
+            .field("method", &self.method)
+            .field("bins", &self.bins)
+            .field("profiles", &self.profiles)
+            .field("exclusions", &self.exclusions)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Result of a calibration: the scale of every activation point, plus everything needed to
+/// tell whether it is still valid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// [`FORMAT_VERSION`] at the time of writing.
+    pub format_version: u32,
+    /// SHA-256 over the model, the data and the options.
+    pub fingerprint: String,
+    /// The observer.
+    pub method: Method,
+    /// Samples used.
+    pub samples: usize,
+    /// Threshold (`amax`) of every activation tensor.
+    pub amax: BTreeMap<String, f32>,
+    /// Scale (`amax / 127`, after scale sharing) of every activation tensor.
+    pub scales: BTreeMap<String, f32>,
+    /// Where Q/DQ goes.
+    pub placement: Placement,
+    /// Warnings (e.g. samples that do not cover the profiles).
+    pub warnings: Vec<String>,
+}
+
+impl Calibration {
+    /// Writes the model with Q/DQ inserted.
+    ///
+    /// # Errors
+    ///
+    /// See [`qdq::insert`].
+    pub fn apply(&self, model: &Model) -> Result<Model> {
+        qdq::insert(model, &self.placement, &self.scales)
+    }
+
+    /// Saves as JSON (atomically).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming the file.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self).expect("calibration is always serializable");
+        write_atomic(path.as_ref(), &json)
+    }
+
+    /// Loads a saved calibration.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] or [`Error::Decode`] naming the file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Calibration> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
+            path: path.into(),
+            message: e.to_string(),
+        })
+    }
+}
+
+impl<'m> Calibrator<'m> {
+    /// Calibrates `model` with entropy calibration and no profile (static inputs).
+    pub fn new(model: &'m Model) -> Self {
+        Calibrator {
+            model,
+            method: Method::Entropy,
+            bins: DEFAULT_BINS,
+            profiles: Vec::new(),
+            exclusions: Exclusions::default(),
+            threads: None,
+            progress: None,
+        }
+    }
+
+    /// Sets the observer.
+    pub fn method(mut self, method: Method) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// Histogram bins (default 2048).
+    pub fn bins(mut self, bins: usize) -> Self {
+        self.bins = bins.max(256);
+        self
+    }
+
+    /// Adds an optimization profile; samples must fit one of them.
+    pub fn profile(mut self, profile: Profile) -> Self {
+        self.profiles.push(profile);
+        self
+    }
+
+    /// Sets all profiles.
+    pub fn profiles(mut self, profiles: Vec<Profile>) -> Self {
+        self.profiles = profiles;
+        self
+    }
+
+    /// Keeps a node (by name) or an operator type in float.
+    pub fn exclude(mut self, name_or_op: &str) -> Self {
+        self.exclusions.add(self.model, name_or_op);
+        self
+    }
+
+    /// Sets the exclusions.
+    pub fn exclusions(mut self, exclusions: Exclusions) -> Self {
+        self.exclusions = exclusions;
+        self
+    }
+
+    /// Number of worker threads (default: every core).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = Some(threads.max(1));
+        self
+    }
+
+    /// Receives progress after every sample.
+    pub fn on_progress(mut self, f: impl Fn(Progress) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Box::new(f));
+        self
+    }
+
+    /// SHA-256 over the model bytes, every data file (name and content) or in-memory sample,
+    /// and every option that changes the result.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] for unreadable data files.
+    pub fn fingerprint(&self, source: &Source) -> Result<String> {
+        let mut h = Sha256::new();
+        h.update(FORMAT_VERSION.to_le_bytes());
+        h.update(self.model.to_bytes());
+        let options = serde_json::json!({
+            "method": self.method, "bins": self.bins, "profiles": self.profiles, "exclusions": self.exclusions,
+        });
+        h.update(options.to_string().as_bytes());
+        match source {
+            Source::Path(root) => {
+                for file in source.files()? {
+                    let rel = file.strip_prefix(root).unwrap_or(&file);
+                    h.update(rel.to_string_lossy().as_bytes());
+                    h.update([0]);
+                    h.update(std::fs::read(&file).map_err(|e| Error::io(&file, e))?);
+                }
+            }
+            Source::Memory(samples) => {
+                for s in samples {
+                    for (name, t) in s.tensors() {
+                        h.update(name.as_bytes());
+                        h.update(format!("{:?}{:?}", t.shape(), t.data()).as_bytes());
+                    }
+                }
+            }
+        }
+        Ok(hex::encode(h.finalize()))
+    }
+
+    /// Runs calibration, or returns the calibration saved at `cache` when its fingerprint
+    /// matches (then nothing is recomputed). A fresh result is saved there.
+    ///
+    /// # Errors
+    ///
+    /// As [`Calibrator::run`].
+    pub fn run_cached(
+        &self,
+        source: &Source,
+        cache: impl AsRef<Path>,
+    ) -> Result<(Calibration, bool)> {
+        let cache = cache.as_ref();
+        let fingerprint = self.fingerprint(source)?;
+        if let Ok(previous) = Calibration::load(cache) {
+            if previous.fingerprint == fingerprint && previous.format_version == FORMAT_VERSION {
+                return Ok((previous, true));
+            }
+        }
+        let calibration = self.run(source)?;
+        calibration.save(cache)?;
+        Ok((calibration, false))
+    }
+
+    /// Runs calibration.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Profile`] for profiles that do not match the model, [`Error::EmptySource`],
+    /// [`Error::Sample`] for the first bad sample, [`Error::Inference`] when tract fails.
+    pub fn run(&self, source: &Source) -> Result<Calibration> {
+        self.method.check()?;
+        let inputs = self.model.inputs()?;
+        validate_profiles(&inputs, &self.profiles)?;
+        let placement = qdq::place(self.model, &self.exclusions)?;
+        let refs = source.list()?;
+        let fingerprint = self.fingerprint(source)?;
+        let tensors = placement.activation_tensors();
+        let cpu = CpuModel::new(self.model, &tensors)?;
+        let first_extra = cpu.output_names().len() - tensors.len();
+        // Index of each activation tensor among the plan's outputs (a tensor may also be a
+        // graph output).
+        let index: Vec<usize> = tensors
+            .iter()
+            .map(|t| {
+                cpu.output_names()
+                    .iter()
+                    .position(|o| o == t)
+                    .unwrap_or(first_extra)
+            })
+            .collect();
+
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.threads.unwrap_or(0))
+            .build()
+            .map_err(|e| Error::options(format!("thread pool: {e}")))?;
+        let passes = if self.method.needs_histogram() { 2 } else { 1 };
+        let shapes: Mutex<BTreeMap<String, BTreeSet<Vec<usize>>>> = Mutex::default();
+        let fitted: Mutex<BTreeSet<usize>> = Mutex::default();
+
+        let pass = |number: usize, template: Vec<TensorStats>| -> Result<Vec<TensorStats>> {
+            let done = AtomicUsize::new(0);
+            pool.install(|| {
+                refs.par_iter()
+                    .map(|r| -> Result<Vec<TensorStats>> {
+                        let stats = self.observe_sample(
+                            source,
+                            r,
+                            &inputs,
+                            &cpu,
+                            &index,
+                            &template,
+                            number == 1,
+                            &shapes,
+                            &fitted,
+                        )?;
+                        let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+                        if let Some(p) = &self.progress {
+                            p(Progress {
+                                pass: number,
+                                passes,
+                                done: d,
+                                total: refs.len(),
+                            });
+                        }
+                        Ok(stats)
+                    })
+                    .try_reduce(
+                        || template.clone(),
+                        |mut a, b| {
+                            for (x, y) in a.iter_mut().zip(&b) {
+                                x.merge(y);
+                            }
+                            Ok(a)
+                        },
+                    )
+            })
+        };
+
+        let ranges = pass(1, vec![TensorStats::new(); tensors.len()])?;
+        let stats = if passes == 2 {
+            pass(
+                2,
+                ranges
+                    .iter()
+                    .map(|r| TensorStats::with_histogram(r.amax, self.bins))
+                    .collect(),
+            )?
+        } else {
+            ranges
+        };
+
+        let mut amax: BTreeMap<String, f32> = tensors
+            .iter()
+            .zip(&stats)
+            .map(|(t, s)| (t.clone(), s.threshold(self.method)))
+            .collect();
+        for group in &placement.shared {
+            let m = group
+                .iter()
+                .filter_map(|t| amax.get(t))
+                .fold(0f32, |a, &b| a.max(b));
+            for t in group {
+                amax.insert(t.clone(), m);
+            }
+        }
+        let scales = amax
+            .iter()
+            .map(|(t, &a)| (t.clone(), scale_for(a)))
+            .collect();
+        let warnings = coverage_warnings(
+            &inputs,
+            &self.profiles,
+            &shapes.into_inner().unwrap_or_default(),
+            &fitted.into_inner().unwrap_or_default(),
+            refs.len(),
+        );
+        for w in &warnings {
+            log::warn!("{w}");
+        }
+        Ok(Calibration {
+            format_version: FORMAT_VERSION,
+            fingerprint,
+            method: self.method,
+            samples: refs.len(),
+            amax,
+            scales,
+            placement,
+            warnings,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn observe_sample(
+        &self,
+        source: &Source,
+        r: &SampleRef,
+        inputs: &[TensorInfo],
+        cpu: &CpuModel,
+        index: &[usize],
+        template: &[TensorStats],
+        first_pass: bool,
+        shapes: &Mutex<BTreeMap<String, BTreeSet<Vec<usize>>>>,
+        fitted: &Mutex<BTreeSet<usize>>,
+    ) -> Result<Vec<TensorStats>> {
+        let sample = source.load(r, inputs)?;
+        let profile = sample.validate(inputs, &self.profiles)?;
+        if first_pass {
+            let mut s = shapes.lock().unwrap_or_else(|e| e.into_inner());
+            for (name, t) in sample.tensors() {
+                s.entry(name.clone())
+                    .or_default()
+                    .insert(t.shape().to_vec());
+            }
+            fitted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(profile);
+        }
+        let outputs = cpu.run(&sample)?;
+        let mut stats = template.to_vec();
+        for (s, &i) in stats.iter_mut().zip(index) {
+            s.observe(&to_f32(&outputs[i])?);
+        }
+        Ok(stats)
+    }
+}
+
+/// Warnings when samples do not cover the profiles: a profile no sample fits, or a dynamic
+/// dimension that took a single value while its profile allows a range.
+fn coverage_warnings(
+    inputs: &[TensorInfo],
+    profiles: &[Profile],
+    shapes: &BTreeMap<String, BTreeSet<Vec<usize>>>,
+    fitted: &BTreeSet<usize>,
+    samples: usize,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (p, _) in profiles.iter().enumerate() {
+        if !fitted.contains(&p) {
+            out.push(format!(
+                "no calibration sample fits profile {p}: its shapes are never calibrated"
+            ));
+        }
+    }
+    for input in inputs.iter().filter(|i| i.is_dynamic()) {
+        let Some(seen) = shapes.get(&input.name) else {
+            continue;
+        };
+        for (axis, dim) in input.dims.iter().enumerate() {
+            if dim.fixed().is_some() {
+                continue;
+            }
+            let values: BTreeSet<usize> =
+                seen.iter().filter_map(|s| s.get(axis).copied()).collect();
+            let spans = profiles.iter().any(|p| {
+                p.inputs
+                    .get(&input.name)
+                    .is_some_and(|r| r.min.get(axis) != r.max.get(axis))
+            });
+            if values.len() == 1 && spans {
+                out.push(format!(
+                    "input '{}' dimension {axis} is {} in all {samples} calibration samples, but the profile allows a range: \
+                     calibrating at a single shape is a classic cause of poor INT8 accuracy; add samples of other shapes",
+                    input.name,
+                    values.iter().next().copied().unwrap_or(0)
+                ));
+            }
+        }
+    }
+    out
+}
