@@ -193,9 +193,13 @@ impl<'m> Calibrator<'m> {
         });
         h.update(options.to_string().as_bytes());
         match source {
-            Source::Path(root) => {
+            Source::Path(_) | Source::Files(_) => {
+                let root = match source {
+                    Source::Path(root) => root.clone(),
+                    _ => std::path::PathBuf::new(),
+                };
                 for file in source.files()? {
-                    let rel = file.strip_prefix(root).unwrap_or(&file);
+                    let rel = file.strip_prefix(&root).unwrap_or(&file);
                     h.update(rel.to_string_lossy().as_bytes());
                     h.update([0]);
                     h.update(std::fs::read(&file).map_err(|e| Error::io(&file, e))?);

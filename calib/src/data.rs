@@ -432,6 +432,8 @@ pub enum Source {
     Path(PathBuf),
     /// Samples built in code (build scripts, tests).
     Memory(Vec<Sample>),
+    /// An explicit list of file samples (a part of a [`Source::Path`], see [`Source::split`]).
+    Files(Vec<SampleRef>),
 }
 
 /// One located sample of a [`Source`], not yet read.
@@ -451,6 +453,30 @@ impl Source {
         match self {
             Source::Path(p) => p.display().to_string(),
             Source::Memory(v) => format!("in-memory ({} samples)", v.len()),
+            Source::Files(v) => format!("{} listed samples", v.len()),
+        }
+    }
+
+    /// Splits off every `every`-th sample (indices `every-1`, `2*every-1`, …) as held-out
+    /// data; returns `(calibration, held_out)`. With fewer than `every` samples nothing is
+    /// held out.
+    ///
+    /// # Errors
+    ///
+    /// As [`Source::list`].
+    pub fn split(&self, every: usize) -> Result<(Source, Source)> {
+        let every = every.max(2);
+        let held = |i: usize| i % every == every - 1;
+        match self {
+            Source::Memory(v) => {
+                let (a, b): (Vec<_>, Vec<_>) = v.iter().cloned().enumerate().partition(|(i, _)| !held(*i));
+                Ok((Source::Memory(a.into_iter().map(|x| x.1).collect()), Source::Memory(b.into_iter().map(|x| x.1).collect())))
+            }
+            _ => {
+                let refs = self.list()?;
+                let (a, b): (Vec<_>, Vec<_>) = refs.into_iter().enumerate().partition(|(i, _)| !held(*i));
+                Ok((Source::Files(a.into_iter().map(|x| x.1).collect()), Source::Files(b.into_iter().map(|x| x.1).collect())))
+            }
         }
     }
 
@@ -463,6 +489,7 @@ impl Source {
         let refs = match self {
             Source::Memory(v) => (0..v.len()).map(SampleRef::Memory).collect(),
             Source::Path(path) => list_path(path)?,
+            Source::Files(v) => v.clone(),
         };
         if refs.is_empty() {
             return Err(Error::EmptySource {
@@ -480,6 +507,15 @@ impl Source {
     pub fn files(&self) -> Result<Vec<PathBuf>> {
         match self {
             Source::Memory(_) => Ok(Vec::new()),
+            Source::Files(refs) => {
+                let mut files = Vec::new();
+                for r in refs {
+                    if let SampleRef::NpyDir(p) | SampleRef::Npz(p) = r {
+                        files.extend(Source::Path(p.clone()).files()?);
+                    }
+                }
+                Ok(files)
+            }
             Source::Path(path) => {
                 let mut files = Vec::new();
                 for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
@@ -509,9 +545,7 @@ impl Source {
         match sample {
             SampleRef::Memory(i) => match self {
                 Source::Memory(v) => Ok(v[*i].clone()),
-                Source::Path(_) => Err(Error::options(
-                    "in-memory sample reference used with a path source",
-                )),
+                _ => Err(Error::options("in-memory sample reference used with a file source")),
             },
             SampleRef::NpyDir(dir) => {
                 let id = dir.display().to_string();

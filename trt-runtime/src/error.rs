@@ -1,0 +1,92 @@
+//! The crate's one error type.
+
+use std::fmt;
+
+/// Result of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// No TensorRT library could be opened (the message lists every path tried).
+    LibraryNotFound,
+    /// The TensorRT library's version differs from the headers'.
+    VersionMismatch,
+    /// No CUDA driver is installed (or it is too old for TensorRT's CUDA runtime).
+    NoCudaDriver,
+    /// The driver works but there is no CUDA device.
+    NoDevice,
+    /// The GPU is not supported by the engine's TensorRT flavor (e.g. TensorRT-RTX refuses
+    /// compute capability 9.0).
+    UnsupportedGpu,
+    /// The engine bytes are corrupted or truncated (hash mismatch or refused by TensorRT).
+    CorruptEngine,
+    /// The engine does not match the manifest generated at build time.
+    ManifestMismatch,
+    /// An input is missing, unknown, of the wrong element type or outside every profile.
+    InvalidInput,
+    /// An output was requested with the wrong element type or name.
+    InvalidOutput,
+    /// Device memory is exhausted.
+    OutOfDeviceMemory,
+    /// CUDA failed.
+    Cuda,
+    /// TensorRT failed while running.
+    TensorRt,
+    /// The requested backend is not available in this build (e.g. `cpu` feature off).
+    BackendUnavailable,
+    /// The CPU backend failed.
+    Cpu,
+}
+
+/// Error of this crate: a code to match on and a message naming what failed.
+#[derive(Debug, Clone)]
+pub struct Error {
+    code: ErrorCode,
+    message: String,
+}
+
+impl Error {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Error { code, message: message.into() }
+    }
+
+    /// The code.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<tensorrt_sys::Error> for Error {
+    fn from(e: tensorrt_sys::Error) -> Self {
+        use tensorrt_sys::ErrorKind as K;
+        let message = e.to_string();
+        let lower = message.to_lowercase();
+        let code = match e.kind() {
+            K::LibraryNotFound | K::MissingSymbol => ErrorCode::LibraryNotFound,
+            K::VersionMismatch => ErrorCode::VersionMismatch,
+            _ if lower.contains("compute capability") => ErrorCode::UnsupportedGpu,
+            _ if lower.contains("driver version is insufficient") || lower.contains("cudaerror 35") => {
+                ErrorCode::NoCudaDriver
+            }
+            _ if lower.contains("no cuda-capable device") || lower.contains("cudaerror 100") => ErrorCode::NoDevice,
+            _ if lower.contains("out of memory") => ErrorCode::OutOfDeviceMemory,
+            _ => ErrorCode::TensorRt,
+        };
+        Error::new(code, message)
+    }
+}
