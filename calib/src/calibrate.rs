@@ -194,15 +194,19 @@ impl<'m> Calibrator<'m> {
         h.update(options.to_string().as_bytes());
         match source {
             Source::Path(_) | Source::Files(_) => {
-                let root = match source {
-                    Source::Path(root) => root.clone(),
-                    _ => std::path::PathBuf::new(),
-                };
-                for file in source.files()? {
-                    let rel = file.strip_prefix(&root).unwrap_or(&file);
-                    h.update(rel.to_string_lossy().as_bytes());
-                    h.update([0]);
-                    h.update(std::fs::read(&file).map_err(|e| Error::io(&file, e))?);
+                // Paths are hashed relative to each sample, so the fingerprint (and the engine
+                // cache key built on it) is the same wherever the data lives.
+                for r in source.list()? {
+                    let (SampleRef::NpyDir(base) | SampleRef::Npz(base)) = &r else {
+                        continue;
+                    };
+                    let parent = base.parent().unwrap_or(base);
+                    for file in Source::Path(base.clone()).files()? {
+                        let rel = file.strip_prefix(parent).unwrap_or(&file);
+                        h.update(rel.to_string_lossy().as_bytes());
+                        h.update([0]);
+                        h.update(std::fs::read(&file).map_err(|e| Error::io(&file, e))?);
+                    }
                 }
             }
             Source::Memory(samples) => {

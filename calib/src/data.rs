@@ -422,6 +422,60 @@ impl Sample {
     }
 }
 
+impl Sample {
+    /// Writes the sample as `<dir>/<input>.npy`, one file per input (the layout
+    /// [`Source::Path`] reads). Files are only rewritten when their bytes change.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming the file; [`Error::Sample`] for float16/bool tensors, which are
+    /// not written.
+    pub fn save_npy_dir(&self, dir: &Path) -> Result<()> {
+        use ndarray_npy::WriteNpyExt;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        for (name, t) in &self.tensors {
+            let mut bytes = Vec::new();
+            let shape = nd::IxDyn(t.shape());
+            let written = match t.data() {
+                TensorData::F32(v) => {
+                    nd::ArrayViewD::from_shape(shape, v).map(|a| a.write_npy(&mut bytes))
+                }
+                TensorData::F64(v) => {
+                    nd::ArrayViewD::from_shape(shape, v).map(|a| a.write_npy(&mut bytes))
+                }
+                TensorData::I64(v) => {
+                    nd::ArrayViewD::from_shape(shape, v).map(|a| a.write_npy(&mut bytes))
+                }
+                TensorData::I32(v) => {
+                    nd::ArrayViewD::from_shape(shape, v).map(|a| a.write_npy(&mut bytes))
+                }
+                TensorData::U8(v) => {
+                    nd::ArrayViewD::from_shape(shape, v).map(|a| a.write_npy(&mut bytes))
+                }
+                TensorData::I8(v) => {
+                    nd::ArrayViewD::from_shape(shape, v).map(|a| a.write_npy(&mut bytes))
+                }
+                _ => {
+                    return Err(Error::sample(
+                        &self.id,
+                        Some(name),
+                        format!("writing {} as .npy is not supported", t.elem_type()),
+                    ));
+                }
+            };
+            written
+                .map_err(|e| Error::sample(&self.id, Some(name), e.to_string()))?
+                .map_err(|e| Error::sample(&self.id, Some(name), e.to_string()))?;
+            let path = dir.join(format!("{name}.npy"));
+            if std::fs::read(&path).is_ok_and(|old| old == bytes) {
+                continue;
+            }
+            crate::model::write_atomic(&path, &bytes)?;
+        }
+        Ok(())
+    }
+}
+
 /// Where calibration samples come from. Samples are loaded one at a time, so memory does not
 /// grow with the number of samples.
 #[derive(Debug, Clone)]
@@ -469,13 +523,21 @@ impl Source {
         let held = |i: usize| i % every == every - 1;
         match self {
             Source::Memory(v) => {
-                let (a, b): (Vec<_>, Vec<_>) = v.iter().cloned().enumerate().partition(|(i, _)| !held(*i));
-                Ok((Source::Memory(a.into_iter().map(|x| x.1).collect()), Source::Memory(b.into_iter().map(|x| x.1).collect())))
+                let (a, b): (Vec<_>, Vec<_>) =
+                    v.iter().cloned().enumerate().partition(|(i, _)| !held(*i));
+                Ok((
+                    Source::Memory(a.into_iter().map(|x| x.1).collect()),
+                    Source::Memory(b.into_iter().map(|x| x.1).collect()),
+                ))
             }
             _ => {
                 let refs = self.list()?;
-                let (a, b): (Vec<_>, Vec<_>) = refs.into_iter().enumerate().partition(|(i, _)| !held(*i));
-                Ok((Source::Files(a.into_iter().map(|x| x.1).collect()), Source::Files(b.into_iter().map(|x| x.1).collect())))
+                let (a, b): (Vec<_>, Vec<_>) =
+                    refs.into_iter().enumerate().partition(|(i, _)| !held(*i));
+                Ok((
+                    Source::Files(a.into_iter().map(|x| x.1).collect()),
+                    Source::Files(b.into_iter().map(|x| x.1).collect()),
+                ))
             }
         }
     }
@@ -545,7 +607,9 @@ impl Source {
         match sample {
             SampleRef::Memory(i) => match self {
                 Source::Memory(v) => Ok(v[*i].clone()),
-                _ => Err(Error::options("in-memory sample reference used with a file source")),
+                _ => Err(Error::options(
+                    "in-memory sample reference used with a file source",
+                )),
             },
             SampleRef::NpyDir(dir) => {
                 let id = dir.display().to_string();

@@ -9,13 +9,31 @@ use tensorrt_sys::{Builder, Library, Logger, Severity};
 fn calibrated_seed_decoder_builds_an_int8_engine() {
     let model = seed_decoder(1);
     let small = Profile::new()
-        .input("y_hat", ShapeRange::new([1, 8, 4, 4], [1, 8, 8, 8], [2, 8, 8, 8]))
-        .input("q", ShapeRange::new([1, 8, 1, 1], [1, 8, 1, 1], [2, 8, 1, 1]))
-        .input("dummy_input", ShapeRange::new([1, 3, 12, 12], [1, 3, 30, 30], [2, 3, 32, 32]));
+        .input(
+            "y_hat",
+            ShapeRange::new([1, 8, 4, 4], [1, 8, 8, 8], [2, 8, 8, 8]),
+        )
+        .input(
+            "q",
+            ShapeRange::new([1, 8, 1, 1], [1, 8, 1, 1], [2, 8, 1, 1]),
+        )
+        .input(
+            "dummy_input",
+            ShapeRange::new([1, 3, 12, 12], [1, 3, 30, 30], [2, 3, 32, 32]),
+        );
     let large = Profile::new()
-        .input("y_hat", ShapeRange::new([2, 8, 8, 8], [4, 8, 16, 16], [4, 8, 16, 16]))
-        .input("q", ShapeRange::new([2, 8, 1, 1], [4, 8, 1, 1], [4, 8, 1, 1]))
-        .input("dummy_input", ShapeRange::new([2, 3, 28, 28], [4, 3, 62, 62], [4, 3, 64, 64]));
+        .input(
+            "y_hat",
+            ShapeRange::new([2, 8, 8, 8], [4, 8, 16, 16], [4, 8, 16, 16]),
+        )
+        .input(
+            "q",
+            ShapeRange::new([2, 8, 1, 1], [4, 8, 1, 1], [4, 8, 1, 1]),
+        )
+        .input(
+            "dummy_input",
+            ShapeRange::new([2, 3, 28, 28], [4, 3, 62, 62], [4, 3, 64, 64]),
+        );
     let samples = seed_samples(5, &[(1, 4, 4), (2, 8, 8), (4, 16, 16), (3, 12, 10)], 2);
     let calibration = Calibrator::new(&model)
         .method(Method::Entropy)
@@ -48,5 +66,9 @@ fn calibrated_seed_decoder_builds_an_int8_engine() {
     config.set_optimization_level(0).unwrap();
     let engine = builder.build_serialized(&network, &config).unwrap();
     assert!(engine.len() > 1000);
-    assert!(errors.lock().unwrap().is_empty(), "TensorRT reported errors: {:?}", errors.lock().unwrap());
+    assert!(
+        errors.lock().unwrap().is_empty(),
+        "TensorRT reported errors: {:?}",
+        errors.lock().unwrap()
+    );
 }

@@ -89,7 +89,9 @@ fn verify(dir: &Path, key: &str) -> Result<(), String> {
         let bytes = std::fs::read(dir.join(file)).map_err(|e| format!("{file}: {e}"))?;
         let actual = sha256(&bytes);
         if &actual != expected {
-            return Err(format!("{file} has SHA-256 {actual}, expected {expected} (truncated or modified)"));
+            return Err(format!(
+                "{file} has SHA-256 {actual}, expected {expected} (truncated or modified)"
+            ));
         }
     }
     Ok(())
@@ -98,13 +100,20 @@ fn verify(dir: &Path, key: &str) -> Result<(), String> {
 /// Stores files as entry `key` atomically. When another build stored the same key first, its
 /// entry is kept (after verification) and ours discarded.
 pub(crate) fn store(root: &Path, key: &str, files: &[(&str, &[u8])]) -> Result<Entry, Error> {
-    std::fs::create_dir_all(root).map_err(|e| Error::io(format!("creating cache {}", root.display()), e))?;
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    std::fs::create_dir_all(root)
+        .map_err(|e| Error::io(format!("creating cache {}", root.display()), e))?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     let tmp = root.join(format!(".tmp-{key}-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(tmp.display(), e))?;
-    let mut index = EntryIndex { key: key.to_string(), files: BTreeMap::new() };
+    let mut index = EntryIndex {
+        key: key.to_string(),
+        files: BTreeMap::new(),
+    };
     for (name, bytes) in files {
-        std::fs::write(tmp.join(name), bytes).map_err(|e| Error::io(tmp.join(name).display(), e))?;
+        std::fs::write(tmp.join(name), bytes)
+            .map_err(|e| Error::io(tmp.join(name).display(), e))?;
         index.files.insert(name.to_string(), sha256(bytes));
     }
     let json = serde_json::to_vec_pretty(&index).expect("entry index serializes");
@@ -133,7 +142,13 @@ pub(crate) fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     }
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
-    let tmp = dir.join(format!(".{}.tmp{}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
     std::fs::write(&tmp, bytes).map_err(|e| Error::io(tmp.display(), e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path.display(), e))
 }

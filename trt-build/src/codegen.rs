@@ -12,10 +12,11 @@ use trt_manifest::{Manifest, Mode, TensorSpec};
 use crate::error::Error;
 
 const KEYWORDS: &[&str] = &[
-    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern", "false", "fn",
-    "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self",
-    "Self", "static", "struct", "super", "trait", "true", "type", "unsafe", "use", "where", "while", "abstract",
-    "become", "box", "do", "final", "macro", "override", "priv", "try", "typeof", "unsized", "virtual", "yield",
+    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern",
+    "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut",
+    "pub", "ref", "return", "self", "Self", "static", "struct", "super", "trait", "true", "type",
+    "unsafe", "use", "where", "while", "abstract", "become", "box", "do", "final", "macro",
+    "override", "priv", "try", "typeof", "unsized", "virtual", "yield",
 ];
 
 /// A tensor name as a snake_case Rust identifier: other characters become `_`, a leading
@@ -23,7 +24,13 @@ const KEYWORDS: &[&str] = &[
 pub fn field_name(tensor: &str) -> String {
     let mut s: String = tensor
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     while s.contains("__") {
         s = s.replace("__", "_");
@@ -41,7 +48,9 @@ pub fn field_name(tensor: &str) -> String {
 /// Whether `name` can be a module name.
 pub(crate) fn valid_module_name(name: &str) -> bool {
     !name.is_empty()
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && !name.starts_with(|c: char| c.is_ascii_digit())
         && !KEYWORDS.contains(&name)
 }
@@ -58,19 +67,30 @@ fn rust_type(model: &str, t: &TensorSpec) -> Result<TokenStream, Error> {
         other => {
             return Err(Error::declaration(
                 model,
-                format!("tensor '{}' has element type {other}, which the typed bindings do not support", t.name),
+                format!(
+                    "tensor '{}' has element type {other}, which the typed bindings do not support",
+                    t.name
+                ),
             ));
         }
     })
 }
 
 fn shape_doc(t: &TensorSpec) -> String {
-    let dims: Vec<String> = t.dims.iter().map(|&d| if d < 0 { "?".into() } else { d.to_string() }).collect();
+    let dims: Vec<String> = t
+        .dims
+        .iter()
+        .map(|&d| if d < 0 { "?".into() } else { d.to_string() })
+        .collect();
     format!("`{}`: {} `[{}]`", t.name, t.dtype, dims.join(", "))
 }
 
 /// Generates the module source for one model.
-pub(crate) fn generate(manifest: &Manifest, engine_path: &Path, onnx_path: Option<&Path>) -> Result<String, Error> {
+pub(crate) fn generate(
+    manifest: &Manifest,
+    engine_path: &Path,
+    onnx_path: Option<&Path>,
+) -> Result<String, Error> {
     let model = manifest.name.as_str();
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     for t in &manifest.interface.tensors {
@@ -78,20 +98,33 @@ pub(crate) fn generate(manifest: &Manifest, engine_path: &Path, onnx_path: Optio
         if let Some(other) = seen.insert(f.clone(), t.name.clone()) {
             return Err(Error::declaration(
                 model,
-                format!("tensors '{other}' and '{}' both become the Rust field `{f}`; rename one in the ONNX", t.name),
+                format!(
+                    "tensors '{other}' and '{}' both become the Rust field `{f}`; rename one in the ONNX",
+                    t.name
+                ),
             ));
         }
     }
     let field = |t: &TensorSpec| Ident::new(&field_name(&t.name), Span::call_site());
-    let inputs: Vec<&TensorSpec> = manifest.interface.tensors.iter().filter(|t| t.mode == Mode::Input).collect();
-    let outputs: Vec<&TensorSpec> = manifest.interface.tensors.iter().filter(|t| t.mode == Mode::Output).collect();
+    let inputs: Vec<&TensorSpec> = manifest
+        .interface
+        .tensors
+        .iter()
+        .filter(|t| t.mode == Mode::Input)
+        .collect();
+    let outputs: Vec<&TensorSpec> = manifest
+        .interface
+        .tensors
+        .iter()
+        .filter(|t| t.mode == Mode::Output)
+        .collect();
 
     let mut input_fields = Vec::new();
     let mut input_refs = Vec::new();
     for t in &inputs {
         let (f, ty, doc, name) = (field(t), rust_type(model, t)?, shape_doc(t), &t.name);
         input_fields.push(quote! { #[doc = #doc] pub #f: __trt::ArrayViewD<'a, #ty> });
-        input_refs.push(quote! { (#name, __trt::TensorRef::from(self.#f.view())) });
+        input_refs.push(quote! { (#name, __trt::TensorRef::from(inputs.#f.view())) });
     }
     let mut output_fields = Vec::new();
     let mut output_takes = Vec::new();
@@ -190,8 +223,12 @@ pub(crate) fn generate(manifest: &Manifest, engine_path: &Path, onnx_path: Optio
             }
         }
     };
-    let file: syn::File = syn::parse2(tokens).map_err(|e| Error::declaration(model, format!("generated code does not parse: {e}")))?;
-    Ok(format!("// @generated by trt-build; do not edit.\n\n{}", prettyplease::unparse(&file)))
+    let file: syn::File = syn::parse2(tokens)
+        .map_err(|e| Error::declaration(model, format!("generated code does not parse: {e}")))?;
+    Ok(format!(
+        "// @generated by trt-build; do not edit.\n\n{}",
+        prettyplease::unparse(&file)
+    ))
 }
 
 #[cfg(test)]

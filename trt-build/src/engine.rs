@@ -40,7 +40,10 @@ struct Log {
 impl Log {
     fn line(&self, line: &str) {
         let t = self.start.elapsed().as_secs_f64();
-        let _ = writeln!(self.text.lock().unwrap_or_else(|e| e.into_inner()), "[{t:8.3}s] {line}");
+        let _ = writeln!(
+            self.text.lock().unwrap_or_else(|e| e.into_inner()),
+            "[{t:8.3}s] {line}"
+        );
     }
 }
 
@@ -49,7 +52,8 @@ struct Progress(Log);
 impl ProgressMonitor for Progress {
     fn phase_start(&mut self, phase: &str, parent: Option<&str>, steps: i32) {
         let parent = parent.map(|p| format!(" (in {p})")).unwrap_or_default();
-        self.0.line(&format!("phase start: {phase}{parent}, {steps} steps"));
+        self.0
+            .line(&format!("phase start: {phase}{parent}, {steps} steps"));
     }
     fn step_complete(&mut self, phase: &str, step: i32) -> bool {
         self.0.line(&format!("phase {phase}: step {step} done"));
@@ -74,31 +78,51 @@ pub(crate) fn build(
     options: &EngineOptions,
     library: &Arc<Library>,
 ) -> Result<Built, Error> {
-    let log = Log { start: Instant::now(), text: Arc::default(), warnings: Arc::default() };
+    let log = Log {
+        start: Instant::now(),
+        text: Arc::default(),
+        warnings: Arc::default(),
+    };
     let sink = log.clone();
     let logger = Logger::new(Severity::VERBOSE, move |severity, message| {
         sink.line(&format!("{severity}: {message}"));
         if severity <= Severity::WARNING {
-            sink.warnings.lock().unwrap_or_else(|e| e.into_inner()).push(format!("TensorRT {severity}: {message}"));
+            sink.warnings
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(format!("TensorRT {severity}: {message}"));
         }
     })
     .map_err(|e| engine_error(model, "creating the logger", e))?;
-    let builder = TrtBuilder::new(library, &logger).map_err(|e| engine_error(model, "creating the builder", e))?;
+    let builder = TrtBuilder::new(library, &logger)
+        .map_err(|e| engine_error(model, "creating the builder", e))?;
     log.line(&format!("parsing {} bytes of ONNX", onnx.len()));
     let network = builder
         .network_from_onnx(onnx, onnx_path)
         .map_err(|e| engine_error(model, "TensorRT's ONNX parser rejected the model", e))?;
 
     let mut tensors = Vec::new();
-    for (mode, list) in [(Mode::Input, network.inputs()), (Mode::Output, network.outputs())] {
+    for (mode, list) in [
+        (Mode::Input, network.inputs()),
+        (Mode::Output, network.outputs()),
+    ] {
         for t in list {
-            tensors.push(TensorSpec { name: t.name, mode, dtype: t.data_type.name().to_string(), dims: t.dims });
+            tensors.push(TensorSpec {
+                name: t.name,
+                mode,
+                dtype: t.data_type.name().to_string(),
+                dims: t.dims,
+            });
         }
     }
-    let mut config = builder.config().map_err(|e| engine_error(model, "creating the builder config", e))?;
+    let mut config = builder
+        .config()
+        .map_err(|e| engine_error(model, "creating the builder config", e))?;
     let mut specs = Vec::new();
     for (p, profile) in profiles.iter().enumerate() {
-        let mut trt_profile = builder.profile().map_err(|e| engine_error(model, "creating a profile", e))?;
+        let mut trt_profile = builder
+            .profile()
+            .map_err(|e| engine_error(model, "creating a profile", e))?;
         let mut spec = ProfileSpec { inputs: Vec::new() };
         // Inputs in network order; fixed inputs the declaration left out get their fixed shape.
         for t in tensors.iter().filter(|t| t.mode == Mode::Input) {
@@ -115,21 +139,36 @@ pub(crate) fn build(
             trt_profile
                 .set(&t.name, &range.min, &range.opt, &range.max)
                 .map_err(|e| engine_error(model, &format!("profile {p}, input '{}'", t.name), e))?;
-            spec.inputs.push(RangeSpec { name: t.name.clone(), min: range.min, opt: range.opt, max: range.max });
+            spec.inputs.push(RangeSpec {
+                name: t.name.clone(),
+                min: range.min,
+                opt: range.opt,
+                max: range.max,
+            });
         }
-        config.add_profile(&trt_profile).map_err(|e| engine_error(model, &format!("adding profile {p}"), e))?;
+        config
+            .add_profile(&trt_profile)
+            .map_err(|e| engine_error(model, &format!("adding profile {p}"), e))?;
         specs.push(spec);
     }
     if let Some(level) = options.optimization_level {
-        config.set_optimization_level(level).map_err(|e| engine_error(model, "optimization level", e))?;
+        config
+            .set_optimization_level(level)
+            .map_err(|e| engine_error(model, "optimization level", e))?;
     }
     if let Some(limit) = options.workspace_limit {
-        config.set_workspace_limit(limit).map_err(|e| engine_error(model, "workspace limit", e))?;
+        config
+            .set_workspace_limit(limit)
+            .map_err(|e| engine_error(model, "workspace limit", e))?;
     }
     if options.fp16_flag {
-        config.set_fp16(true).map_err(|e| engine_error(model, "FP16", e))?;
+        config
+            .set_fp16(true)
+            .map_err(|e| engine_error(model, "FP16", e))?;
     }
-    config.set_progress_monitor(Progress(log.clone())).map_err(|e| engine_error(model, "progress monitor", e))?;
+    config
+        .set_progress_monitor(Progress(log.clone()))
+        .map_err(|e| engine_error(model, "progress monitor", e))?;
     log.line("building the serialized engine");
     let engine = builder
         .build_serialized(&network, &config)
@@ -137,9 +176,21 @@ pub(crate) fn build(
     log.line(&format!("engine built: {} bytes", engine.len()));
     drop(config);
     drop(network);
-    let warnings = log.warnings.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let warnings = log
+        .warnings
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let text = log.text.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    Ok(Built { engine, interface: Interface { tensors, profiles: specs }, warnings, log: text })
+    Ok(Built {
+        engine,
+        interface: Interface {
+            tensors,
+            profiles: specs,
+        },
+        warnings,
+        log: text,
+    })
 }
 
 fn engine_error(model: &str, step: &str, e: tensorrt_sys::Error) -> Error {

@@ -15,7 +15,10 @@ pub(crate) struct Cargo {
 
 impl Cargo {
     pub(crate) fn new(enabled: bool) -> Self {
-        Cargo { enabled, warned: Mutex::default() }
+        Cargo {
+            enabled,
+            warned: Mutex::default(),
+        }
     }
 
     /// Reads a variable and, under Cargo, asks to rerun when it changes.
@@ -36,7 +39,11 @@ impl Cargo {
     /// Prints a `cargo:warning`, once per distinct text.
     pub(crate) fn warning(&self, text: &str) {
         let line = text.replace('\n', " ");
-        let fresh = self.warned.lock().unwrap_or_else(|e| e.into_inner()).insert(line.clone());
+        let fresh = self
+            .warned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(line.clone());
         if fresh {
             if self.enabled {
                 println!("cargo:warning={line}");

@@ -59,8 +59,9 @@
 //! 4. On a miss: calibrates with [`calib`] (samples validated against the profiles, held-out
 //!    samples measured by the accuracy report), writes Q/DQ into the ONNX, builds the engine
 //!    with TensorRT (TensorRT-RTX builds on the CPU), and stores everything atomically.
-//! 5. Writes `<name>.engine`, `<name>.onnx` and `<name>.rs` into `OUT_DIR` (only when their
-//!    bytes change) and prints one summary line per model.
+//! 5. Writes `trt-build/<name>.engine` and `trt-build/<name>.onnx` and `<name>.rs` into
+//!    `OUT_DIR` (only when their bytes change) and prints one summary line per model; the full
+//!    log goes to `OUT_DIR/trt-build.log`.
 //!
 //! # Environment
 //!
@@ -122,7 +123,13 @@ impl Int8 {
 
     /// Calibration data from any source.
     pub fn from_source(source: Source) -> Self {
-        Int8 { source, report: None, method: Method::Entropy, exclude: Vec::new(), hold_out_every: 5 }
+        Int8 {
+            source,
+            report: None,
+            method: Method::Entropy,
+            exclude: Vec::new(),
+            hold_out_every: 5,
+        }
     }
 
     /// The observer (default: entropy, as TensorRT's calibrator).
@@ -232,7 +239,7 @@ pub struct BuiltModel {
     pub cache_hit: bool,
     /// Cache entry directory.
     pub entry: PathBuf,
-    /// `OUT_DIR/<name>.engine`.
+    /// `OUT_DIR/trt-build/<name>.engine`.
     pub engine_path: PathBuf,
     /// `OUT_DIR/<name>.rs`.
     pub code_path: PathBuf,
@@ -351,7 +358,10 @@ impl Builder {
         let out_dir = match &self.out_dir {
             Some(d) => d.clone(),
             None => cargo.env("OUT_DIR").map(PathBuf::from).ok_or_else(|| {
-                Error::new(Kind::Declaration, "OUT_DIR is not set: run from a build script or call out_dir()")
+                Error::new(
+                    Kind::Declaration,
+                    "OUT_DIR is not set: run from a build script or call out_dir()",
+                )
             })?,
         };
         let cache_dir = match (&self.cache_dir, cargo.env("TRT_BUILD_CACHE_DIR")) {
@@ -359,14 +369,20 @@ impl Builder {
             (None, Some(d)) => PathBuf::from(d),
             (None, None) => default_cache_dir(&out_dir),
         };
-        let prebuilt = self.prebuilt_dir.clone().or_else(|| cargo.env("TRT_BUILD_PREBUILT_DIR").map(PathBuf::from));
+        let prebuilt = self
+            .prebuilt_dir
+            .clone()
+            .or_else(|| cargo.env("TRT_BUILD_PREBUILT_DIR").map(PathBuf::from));
         for var in ["TENSORRT_LIB_DIR", "TENSORRT_ROOT"] {
             cargo.env(var);
         }
         let mut names = std::collections::BTreeSet::new();
         for m in &self.models {
             if !codegen::valid_module_name(&m.name) {
-                return Err(Error::declaration(&m.name, "the name must be a lower-case Rust identifier (it becomes a module)"));
+                return Err(Error::declaration(
+                    &m.name,
+                    "the name must be a lower-case Rust identifier (it becomes a module)",
+                ));
             }
             if !names.insert(&m.name) {
                 return Err(Error::declaration(&m.name, "declared twice"));
@@ -376,7 +392,14 @@ impl Builder {
         let mut log = String::new();
         let mut built = Vec::new();
         for m in &self.models {
-            built.push(self.build_model(m, &cargo, &out_dir, &cache_dir, prebuilt.as_deref(), &mut log)?);
+            built.push(self.build_model(
+                m,
+                &cargo,
+                &out_dir,
+                &cache_dir,
+                prebuilt.as_deref(),
+                &mut log,
+            )?);
         }
         cache::write_if_changed(&log_path, log.as_bytes())?;
         Ok(built)
@@ -399,8 +422,10 @@ impl Builder {
             cargo.rerun_if_changed(f);
         }
         let inputs = model.inputs().map_err(|e| Error::declaration(name, e))?;
-        calib::profile::require_profiles(&inputs, &m.profiles).map_err(|e| Error::declaration(name, e))?;
-        calib::profile::validate_profiles(&inputs, &m.profiles).map_err(|e| Error::declaration(name, e))?;
+        calib::profile::require_profiles(&inputs, &m.profiles)
+            .map_err(|e| Error::declaration(name, e))?;
+        calib::profile::validate_profiles(&inputs, &m.profiles)
+            .map_err(|e| Error::declaration(name, e))?;
         let options = EngineOptions {
             optimization_level: m.optimization_level.or(self.optimization_level),
             workspace_limit: m.workspace_limit.or(self.workspace_limit),
@@ -412,7 +437,9 @@ impl Builder {
         key.update(KEY_VERSION);
         key.update(tensorrt_sys::header_flavor().as_str());
         key.update(tensorrt_sys::header_version().to_le_bytes());
-        key.update(serde_json::to_vec(&(&m.profiles, m.precision.name(), &options)).expect("serializable"));
+        key.update(
+            serde_json::to_vec(&(&m.profiles, m.precision.name(), &options)).expect("serializable"),
+        );
         let mut calibrator_sources = None;
         match &m.precision {
             Precision::Int8(int8) => {
@@ -425,18 +452,30 @@ impl Builder {
                     }
                     cargo.rerun_if_changed(p);
                 }
-                let files = int8.source.files().map_err(|e| Error::declaration(name, e))?;
+                let files = int8
+                    .source
+                    .files()
+                    .map_err(|e| Error::declaration(name, e))?;
                 for f in &files {
                     cargo.rerun_if_changed(f);
                 }
-                int8.source.list().map_err(|e| Error::declaration(name, e))?;
+                int8.source
+                    .list()
+                    .map_err(|e| Error::declaration(name, e))?;
                 let (calibration, held_out) = match (&int8.report, int8.hold_out_every) {
                     (Some(r), _) => (int8.source.clone(), r.clone()),
                     (None, 0) => (int8.source.clone(), Source::Memory(Vec::new())),
-                    (None, n) => int8.source.split(n).map_err(|e| Error::declaration(name, e))?,
+                    (None, n) => int8
+                        .source
+                        .split(n)
+                        .map_err(|e| Error::declaration(name, e))?,
                 };
                 let calibrator = self.calibrator(&model, int8, &m.profiles);
-                key.update(calibrator.fingerprint(&calibration).map_err(|e| Error::calibration(name, e))?);
+                key.update(
+                    calibrator
+                        .fingerprint(&calibration)
+                        .map_err(|e| Error::calibration(name, e))?,
+                );
                 if let Some(r) = &int8.report {
                     for f in r.files().map_err(|e| Error::declaration(name, e))? {
                         cargo.rerun_if_changed(&f);
@@ -453,9 +492,13 @@ impl Builder {
             Ok(e) => Some((e, "cache hit")),
             Err(miss) => {
                 if let Miss::Corrupt(why) = miss {
-                    cargo.warning(&format!("trt-build: {name}: cache entry {key} was corrupt and is rebuilt: {why}"));
+                    cargo.warning(&format!(
+                        "trt-build: {name}: cache entry {key} was corrupt and is rebuilt: {why}"
+                    ));
                 }
-                prebuilt.and_then(|p| cache::lookup(p, &key, false).ok()).map(|e| (e, "prebuilt"))
+                prebuilt
+                    .and_then(|p| cache::lookup(p, &key, false).ok())
+                    .map(|e| (e, "prebuilt"))
             }
         };
         let (entry, hit) = match found {
@@ -478,7 +521,17 @@ impl Builder {
                         ),
                     )
                 })?;
-                let entry = self.build_entry(m, &model, &key, &options, calibrator_sources, cache_dir, &library, cargo, log)?;
+                let entry = self.build_entry(
+                    m,
+                    &model,
+                    &key,
+                    &options,
+                    calibrator_sources,
+                    cache_dir,
+                    &library,
+                    cargo,
+                    log,
+                )?;
                 (entry, false)
             }
         };
@@ -487,10 +540,12 @@ impl Builder {
         let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
             .map_err(|e| Error::io(entry.path(MANIFEST).display(), e))?;
         let engine_bytes = entry.read(ENGINE)?;
-        let engine_path = out_dir.join(format!("{name}.engine"));
+        // Artifacts live in OUT_DIR/trt-build/ so they never collide with the build script's own files.
+        let artifacts = out_dir.join("trt-build");
+        let engine_path = artifacts.join(format!("{name}.engine"));
         cache::write_if_changed(&engine_path, &engine_bytes)?;
         let onnx_path = if self.embed_onnx {
-            let p = out_dir.join(format!("{name}.onnx"));
+            let p = artifacts.join(format!("{name}.onnx"));
             cache::write_if_changed(&p, &entry.read(ONNX)?)?;
             Some(p)
         } else {
@@ -503,7 +558,15 @@ impl Builder {
         let metric = manifest
             .calibration
             .as_ref()
-            .and_then(|c| c.min_cosine.map(|cos| format!(", INT8 vs FP32 cosine {cos:.5} SNR {:.1} dB on {} held-out samples", c.min_snr_db.unwrap_or(0.0), c.report_samples)))
+            .and_then(|c| {
+                c.min_cosine.map(|cos| {
+                    format!(
+                        ", INT8 vs FP32 cosine {cos:.5} SNR {:.1} dB on {} held-out samples",
+                        c.min_snr_db.unwrap_or(0.0),
+                        c.report_samples
+                    )
+                })
+            })
             .unwrap_or_default();
         let summary = format!(
             "trt-build: {name}: {} engine {:.1} KiB{metric}, {:.1} s, {note}",
@@ -514,11 +577,25 @@ impl Builder {
         cargo.warning(&summary);
         log.push_str(&summary);
         log.push('\n');
-        Ok(BuiltModel { name: name.to_string(), manifest, cache_hit: hit, entry: entry.dir.clone(), engine_path, code_path })
+        Ok(BuiltModel {
+            name: name.to_string(),
+            manifest,
+            cache_hit: hit,
+            entry: entry.dir.clone(),
+            engine_path,
+            code_path,
+        })
     }
 
-    fn calibrator<'m>(&self, model: &'m calib::Model, int8: &Int8, profiles: &[Profile]) -> calib::Calibrator<'m> {
-        let mut c = calib::Calibrator::new(model).method(int8.method).profiles(profiles.to_vec());
+    fn calibrator<'m>(
+        &self,
+        model: &'m calib::Model,
+        int8: &Int8,
+        profiles: &[Profile],
+    ) -> calib::Calibrator<'m> {
+        let mut c = calib::Calibrator::new(model)
+            .method(int8.method)
+            .profiles(profiles.to_vec());
         for e in &int8.exclude {
             c = c.exclude(e);
         }
@@ -545,17 +622,27 @@ impl Builder {
                 let t = Instant::now();
                 let calibrator = self.calibrator(model, int8, &m.profiles);
                 let calib_dir = cache_dir.join("calibrations");
-                let fingerprint = calibrator.fingerprint(&calibration_source).map_err(|e| Error::calibration(name, e))?;
+                let fingerprint = calibrator
+                    .fingerprint(&calibration_source)
+                    .map_err(|e| Error::calibration(name, e))?;
                 let (calibration, reused) = calibrator
-                    .run_cached(&calibration_source, calib_dir.join(format!("{fingerprint}.json")))
+                    .run_cached(
+                        &calibration_source,
+                        calib_dir.join(format!("{fingerprint}.json")),
+                    )
                     .map_err(|e| Error::calibration(name, e))?;
                 for w in &calibration.warnings {
                     cargo.warning(&format!("trt-build: {name}: {w}"));
                 }
-                let qdq = calibration.apply(model).map_err(|e| Error::calibration(name, e))?;
+                let qdq = calibration
+                    .apply(model)
+                    .map_err(|e| Error::calibration(name, e))?;
                 let held = held_out.list().map(|r| r.len()).unwrap_or(0);
                 let report = if held > 0 {
-                    Some(calib::report::compare(model, &qdq, &held_out).map_err(|e| Error::calibration(name, e))?)
+                    Some(
+                        calib::report::compare(model, &qdq, &held_out)
+                            .map_err(|e| Error::calibration(name, e))?,
+                    )
                 } else {
                     None
                 };
@@ -568,17 +655,33 @@ impl Builder {
                 ));
                 if let Some(r) = &report {
                     log.push_str(&format!("{name}: accuracy report\n{}\n", r.table()));
-                    files.push(("report.json", serde_json::to_vec_pretty(r).expect("serializable")));
+                    files.push((
+                        "report.json",
+                        serde_json::to_vec_pretty(r).expect("serializable"),
+                    ));
                 }
-                files.push(("calibration.json", serde_json::to_vec_pretty(&calibration).expect("serializable")));
+                files.push((
+                    "calibration.json",
+                    serde_json::to_vec_pretty(&calibration).expect("serializable"),
+                ));
                 let summary = CalibrationSummary {
                     method: calibration.method.name(),
                     samples: calibration.samples,
                     activations: calibration.placement.activations.len(),
                     weights: calibration.placement.weights.len(),
                     report_samples: report.as_ref().map_or(0, |r| r.samples),
-                    min_cosine: report.as_ref().map(|r| r.outputs.iter().map(|o| o.cosine).fold(f64::INFINITY, f64::min)),
-                    min_snr_db: report.as_ref().map(|r| r.outputs.iter().map(|o| o.snr_db).fold(f64::INFINITY, f64::min)),
+                    min_cosine: report.as_ref().map(|r| {
+                        r.outputs
+                            .iter()
+                            .map(|o| o.cosine)
+                            .fold(f64::INFINITY, f64::min)
+                    }),
+                    min_snr_db: report.as_ref().map(|r| {
+                        r.outputs
+                            .iter()
+                            .map(|o| o.snr_db)
+                            .fold(f64::INFINITY, f64::min)
+                    }),
                 };
                 (qdq.to_bytes(), Some(summary))
             }
@@ -590,7 +693,10 @@ impl Builder {
             cargo.warning(&format!("trt-build: {name}: {w}"));
         }
         log.push_str(&format!("{name}: engine build log\n{}", built.log));
-        log.push_str(&format!("{name}: engine built in {:.2} s\n", t.elapsed().as_secs_f64()));
+        log.push_str(&format!(
+            "{name}: engine built in {:.2} s\n",
+            t.elapsed().as_secs_f64()
+        ));
         let manifest = Manifest {
             format_version: trt_manifest::FORMAT_VERSION,
             name: name.to_string(),
@@ -628,8 +734,15 @@ fn default_cache_dir(out_dir: &Path) -> PathBuf {
 /// # Errors
 ///
 /// As [`Builder::try_build`].
-pub fn compile_int8(name: &str, onnx: impl Into<PathBuf>, profile: Profile, calibration: impl Into<PathBuf>) -> Result<BuiltModel, Error> {
+pub fn compile_int8(
+    name: &str,
+    onnx: impl Into<PathBuf>,
+    profile: Profile,
+    calibration: impl Into<PathBuf>,
+) -> Result<BuiltModel, Error> {
     let mut b = Builder::new();
-    b.model(name, onnx).profile(profile).int8(Int8::from_path(calibration));
+    b.model(name, onnx)
+        .profile(profile)
+        .int8(Int8::from_path(calibration));
     Ok(b.try_build()?.remove(0))
 }

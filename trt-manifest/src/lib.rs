@@ -94,14 +94,23 @@ impl Interface {
         let mut out = Vec::new();
         for e in &self.tensors {
             let Some(a) = actual.tensor(&e.name) else {
-                out.push(format!("tensor '{}' is expected but the engine has no such tensor", e.name));
+                out.push(format!(
+                    "tensor '{}' is expected but the engine has no such tensor",
+                    e.name
+                ));
                 continue;
             };
             if a.mode != e.mode {
-                out.push(format!("tensor '{}' is expected as {:?} but the engine has it as {:?}", e.name, e.mode, a.mode));
+                out.push(format!(
+                    "tensor '{}' is expected as {:?} but the engine has it as {:?}",
+                    e.name, e.mode, a.mode
+                ));
             }
             if a.dtype != e.dtype {
-                out.push(format!("tensor '{}' is expected as {} but the engine has {}", e.name, e.dtype, a.dtype));
+                out.push(format!(
+                    "tensor '{}' is expected as {} but the engine has {}",
+                    e.name, e.dtype, a.dtype
+                ));
             }
             if a.dims.len() != e.dims.len() {
                 out.push(format!(
@@ -127,7 +136,10 @@ impl Interface {
         }
         for a in &actual.tensors {
             if self.tensor(&a.name).is_none() {
-                out.push(format!("the engine has tensor '{}' which is not expected", a.name));
+                out.push(format!(
+                    "the engine has tensor '{}' which is not expected",
+                    a.name
+                ));
             }
         }
         if self.profiles.len() != actual.profiles.len() {
@@ -140,10 +152,17 @@ impl Interface {
         for (p, (e, a)) in self.profiles.iter().zip(&actual.profiles).enumerate() {
             for r in &e.inputs {
                 let Some(ar) = a.range(&r.name) else {
-                    out.push(format!("profile {p} has no range for input '{}' in the engine", r.name));
+                    out.push(format!(
+                        "profile {p} has no range for input '{}' in the engine",
+                        r.name
+                    ));
                     continue;
                 };
-                for (which, x, y) in [("min", &r.min, &ar.min), ("opt", &r.opt, &ar.opt), ("max", &r.max, &ar.max)] {
+                for (which, x, y) in [
+                    ("min", &r.min, &ar.min),
+                    ("opt", &r.opt, &ar.opt),
+                    ("max", &r.max, &ar.max),
+                ] {
                     if x != y {
                         out.push(format!(
                             "profile {p} input '{}' {which} is expected to be {} but the engine has {}",
@@ -160,12 +179,19 @@ impl Interface {
 }
 
 fn dim_text(d: i64) -> String {
-    if d < 0 { "dynamic".into() } else { d.to_string() }
+    if d < 0 {
+        "dynamic".into()
+    } else {
+        d.to_string()
+    }
 }
 
 /// Formats a shape as `1x3x224x224`.
 pub fn shape_text(dims: &[i64]) -> String {
-    dims.iter().map(ToString::to_string).collect::<Vec<_>>().join("x")
+    dims.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("x")
 }
 
 /// Summary of the INT8 calibration behind an engine.
@@ -238,17 +264,39 @@ impl fmt::Display for Manifest {
             &self.engine_sha256[..self.engine_sha256.len().min(12)]
         )?;
         for t in &self.interface.tensors {
-            let dims: Vec<String> = t.dims.iter().map(|&d| if d < 0 { "?".into() } else { d.to_string() }).collect();
-            writeln!(f, "  {:?} {}: {} [{}]", t.mode, t.name, t.dtype, dims.join(", "))?;
+            let dims: Vec<String> = t
+                .dims
+                .iter()
+                .map(|&d| if d < 0 { "?".into() } else { d.to_string() })
+                .collect();
+            writeln!(
+                f,
+                "  {:?} {}: {} [{}]",
+                t.mode,
+                t.name,
+                t.dtype,
+                dims.join(", ")
+            )?;
         }
         for (p, profile) in self.interface.profiles.iter().enumerate() {
             writeln!(f, "  profile {p}:")?;
             for r in &profile.inputs {
-                writeln!(f, "    {}: min {} opt {} max {}", r.name, shape_text(&r.min), shape_text(&r.opt), shape_text(&r.max))?;
+                writeln!(
+                    f,
+                    "    {}: min {} opt {} max {}",
+                    r.name,
+                    shape_text(&r.min),
+                    shape_text(&r.opt),
+                    shape_text(&r.max)
+                )?;
             }
         }
         if let Some(c) = &self.calibration {
-            write!(f, "  calibration: {} on {} samples, {} activations, {} weights", c.method, c.samples, c.activations, c.weights)?;
+            write!(
+                f,
+                "  calibration: {} on {} samples, {} activations, {} weights",
+                c.method, c.samples, c.activations, c.weights
+            )?;
             if let Some(cos) = c.min_cosine {
                 write!(f, ", cosine {cos:.5}")?;
             }
@@ -265,11 +313,26 @@ mod tests {
     fn iface() -> Interface {
         Interface {
             tensors: vec![
-                TensorSpec { name: "x".into(), mode: Mode::Input, dtype: "float32".into(), dims: vec![-1, 3, -1, -1] },
-                TensorSpec { name: "y".into(), mode: Mode::Output, dtype: "float32".into(), dims: vec![-1, 8] },
+                TensorSpec {
+                    name: "x".into(),
+                    mode: Mode::Input,
+                    dtype: "float32".into(),
+                    dims: vec![-1, 3, -1, -1],
+                },
+                TensorSpec {
+                    name: "y".into(),
+                    mode: Mode::Output,
+                    dtype: "float32".into(),
+                    dims: vec![-1, 8],
+                },
             ],
             profiles: vec![ProfileSpec {
-                inputs: vec![RangeSpec { name: "x".into(), min: vec![1, 3, 8, 8], opt: vec![2, 3, 16, 16], max: vec![4, 3, 32, 32] }],
+                inputs: vec![RangeSpec {
+                    name: "x".into(),
+                    min: vec![1, 3, 8, 8],
+                    opt: vec![2, 3, 16, 16],
+                    max: vec![4, 3, 32, 32],
+                }],
             }],
         }
     }
@@ -288,10 +351,21 @@ mod tests {
         other.profiles[0].inputs[0].max = vec![8, 3, 32, 32];
         let d = iface().differences(&other);
         assert_eq!(d.len(), 5, "{d:#?}");
-        assert!(d.iter().any(|s| s.contains("'x' is expected as float32 but the engine has float16")));
-        assert!(d.iter().any(|s| s.contains("'x' dimension 1 is expected to be 3 but the engine has 4")));
-        assert!(d.iter().any(|s| s.contains("'y' is expected but the engine has no such tensor")));
+        assert!(
+            d.iter()
+                .any(|s| s.contains("'x' is expected as float32 but the engine has float16"))
+        );
+        assert!(
+            d.iter()
+                .any(|s| s.contains("'x' dimension 1 is expected to be 3 but the engine has 4"))
+        );
+        assert!(
+            d.iter()
+                .any(|s| s.contains("'y' is expected but the engine has no such tensor"))
+        );
         assert!(d.iter().any(|s| s.contains("the engine has tensor 'z'")));
-        assert!(d.iter().any(|s| s.contains("profile 0 input 'x' max is expected to be 4x3x32x32 but the engine has 8x3x32x32")));
+        assert!(d.iter().any(|s| s.contains(
+            "profile 0 input 'x' max is expected to be 4x3x32x32 but the engine has 8x3x32x32"
+        )));
     }
 }

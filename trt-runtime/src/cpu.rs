@@ -6,7 +6,7 @@ use calib::{CpuModel, HostTensor, Model, Sample, TensorData};
 use half::f16;
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::tensor::{OwnedTensor, Outputs, TensorRef};
+use crate::tensor::{Outputs, OwnedTensor, TensorRef};
 
 /// A tract plan of the embedded ONNX.
 #[derive(Debug)]
@@ -21,7 +21,11 @@ fn cpu_error(e: impl std::fmt::Display) -> Error {
 
 impl CpuBackend {
     /// Prepares the ONNX; `outputs` are `(name, dtype)` from the manifest.
-    pub(crate) fn new(name: &str, onnx: &[u8], outputs: Vec<(String, String)>) -> Result<CpuBackend> {
+    pub(crate) fn new(
+        name: &str,
+        onnx: &[u8],
+        outputs: Vec<(String, String)>,
+    ) -> Result<CpuBackend> {
         let model = Model::from_bytes(onnx, name).map_err(cpu_error)?;
         let model = CpuModel::new(&model, &[]).map_err(cpu_error)?;
         Ok(CpuBackend { model, outputs })
@@ -48,12 +52,21 @@ impl CpuBackend {
             let shape = value.shape().to_vec();
             let f = to_f32(&value).map_err(cpu_error)?;
             let tensor = match dtype.as_str() {
-                "float32" => OwnedTensor::F32(ndarray::ArrayD::from_shape_vec(shape, f).map_err(cpu_error)?),
+                "float32" => {
+                    OwnedTensor::F32(ndarray::ArrayD::from_shape_vec(shape, f).map_err(cpu_error)?)
+                }
                 "float16" => OwnedTensor::F16(
-                    ndarray::ArrayD::from_shape_vec(shape, f.into_iter().map(f16::from_f32).collect()).map_err(cpu_error)?,
+                    ndarray::ArrayD::from_shape_vec(
+                        shape,
+                        f.into_iter().map(f16::from_f32).collect(),
+                    )
+                    .map_err(cpu_error)?,
                 ),
                 other => {
-                    return Err(Error::new(ErrorCode::Cpu, format!("the CPU backend returns float outputs only, '{name}' is {other}")));
+                    return Err(Error::new(
+                        ErrorCode::Cpu,
+                        format!("the CPU backend returns float outputs only, '{name}' is {other}"),
+                    ));
                 }
             };
             out.push((name.clone(), tensor));

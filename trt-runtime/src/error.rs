@@ -49,7 +49,10 @@ pub struct Error {
 
 impl Error {
     pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Error { code, message: message.into() }
+        Error {
+            code,
+            message: message.into(),
+        }
     }
 
     /// The code.
@@ -80,10 +83,14 @@ impl From<tensorrt_sys::Error> for Error {
             K::LibraryNotFound | K::MissingSymbol => ErrorCode::LibraryNotFound,
             K::VersionMismatch => ErrorCode::VersionMismatch,
             _ if lower.contains("compute capability") => ErrorCode::UnsupportedGpu,
-            _ if lower.contains("driver version is insufficient") || lower.contains("cudaerror 35") => {
+            _ if lower.contains("driver version is insufficient")
+                || lower.contains("cudaerror 35") =>
+            {
                 ErrorCode::NoCudaDriver
             }
-            _ if lower.contains("no cuda-capable device") || lower.contains("cudaerror 100") => ErrorCode::NoDevice,
+            _ if lower.contains("no cuda-capable device") || lower.contains("cudaerror 100") => {
+                ErrorCode::NoDevice
+            }
             _ if lower.contains("out of memory") => ErrorCode::OutOfDeviceMemory,
             _ => ErrorCode::TensorRt,
         };

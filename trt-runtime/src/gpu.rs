@@ -10,7 +10,7 @@ use tensorrt_sys::{Engine, IoMode, Library, Logger, Runtime, Severity};
 use trt_manifest::{Interface, Manifest, ProfileSpec, RangeSpec, TensorSpec};
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::tensor::{OwnedTensor, Outputs, TensorRef, dtype_size};
+use crate::tensor::{Outputs, OwnedTensor, TensorRef, dtype_size};
 
 /// One execution context with its stream and the profile it is set to.
 struct Slot {
@@ -30,7 +30,9 @@ pub(crate) struct GpuBackend {
 
 impl std::fmt::Debug for GpuBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GpuBackend").field("device", &self.device).finish_non_exhaustive()
+        f.debug_struct("GpuBackend")
+            .field("device", &self.device)
+            .finish_non_exhaustive()
     }
 }
 
@@ -40,7 +42,9 @@ fn cuda_error(what: &str, e: DriverError) -> Error {
         ErrorCode::OutOfDeviceMemory
     } else if text.contains("CUDA_ERROR_NO_DEVICE") {
         ErrorCode::NoDevice
-    } else if text.contains("CUDA_ERROR_INSUFFICIENT_DRIVER") || text.contains("CUDA_ERROR_NOT_INITIALIZED") {
+    } else if text.contains("CUDA_ERROR_INSUFFICIENT_DRIVER")
+        || text.contains("CUDA_ERROR_NOT_INITIALIZED")
+    {
         ErrorCode::NoCudaDriver
     } else {
         ErrorCode::Cuda
@@ -52,7 +56,10 @@ fn cuda_error(what: &str, e: DriverError) -> Error {
 pub(crate) fn cuda_device() -> Result<Arc<CudaContext>> {
     // SAFETY: only probes whether the driver library can be opened.
     if !unsafe { cudarc::driver::sys::is_culib_present() } {
-        return Err(Error::new(ErrorCode::NoCudaDriver, "no CUDA driver library (libcuda.so) on this machine"));
+        return Err(Error::new(
+            ErrorCode::NoCudaDriver,
+            "no CUDA driver library (libcuda.so) on this machine",
+        ));
     }
     CudaContext::new(0).map_err(|e| cuda_error("opening CUDA device 0", e))
 }
@@ -64,7 +71,11 @@ pub(crate) fn engine_interface(engine: &Engine, manifest: &Manifest) -> Result<I
         .into_iter()
         .map(|t| TensorSpec {
             name: t.name,
-            mode: if t.mode == IoMode::Input { trt_manifest::Mode::Input } else { trt_manifest::Mode::Output },
+            mode: if t.mode == IoMode::Input {
+                trt_manifest::Mode::Input
+            } else {
+                trt_manifest::Mode::Output
+            },
             dtype: t.data_type.name().to_string(),
             dims: t.dims,
         })
@@ -72,9 +83,17 @@ pub(crate) fn engine_interface(engine: &Engine, manifest: &Manifest) -> Result<I
     let mut profiles = Vec::new();
     for p in 0..engine.profile_count() {
         let mut spec = ProfileSpec { inputs: Vec::new() };
-        for t in tensors.iter().filter(|t| t.mode == trt_manifest::Mode::Input) {
+        for t in tensors
+            .iter()
+            .filter(|t| t.mode == trt_manifest::Mode::Input)
+        {
             let d = engine.profile_dims(&t.name, p)?;
-            spec.inputs.push(RangeSpec { name: t.name.clone(), min: d.min, opt: d.opt, max: d.max });
+            spec.inputs.push(RangeSpec {
+                name: t.name.clone(),
+                min: d.min,
+                opt: d.opt,
+                max: d.max,
+            });
         }
         profiles.push(spec);
     }
@@ -87,8 +106,13 @@ impl GpuBackend {
     pub(crate) fn new(bytes: &[u8], manifest: &Manifest) -> Result<GpuBackend> {
         let library = Library::load()?;
         let cuda = cuda_device()?;
-        let (major, minor) = cuda.compute_capability().map_err(|e| cuda_error("reading the compute capability", e))?;
-        let device = format!("{} (compute capability {major}.{minor})", cuda.name().unwrap_or_default());
+        let (major, minor) = cuda
+            .compute_capability()
+            .map_err(|e| cuda_error("reading the compute capability", e))?;
+        let device = format!(
+            "{} (compute capability {major}.{minor})",
+            cuda.name().unwrap_or_default()
+        );
         let logger = Logger::new(Severity::WARNING, |severity, message| match severity {
             s if s <= Severity::ERROR => log::error!("TensorRT: {message}"),
             _ => log::warn!("TensorRT: {message}"),
@@ -99,14 +123,27 @@ impl GpuBackend {
             match err.code() {
                 ErrorCode::TensorRt => Error::new(
                     ErrorCode::CorruptEngine,
-                    format!("TensorRT could not deserialize the engine of `{}` on {device}: {}", manifest.name, err.message()),
+                    format!(
+                        "TensorRT could not deserialize the engine of `{}` on {device}: {}",
+                        manifest.name,
+                        err.message()
+                    ),
                 ),
-                code => Error::new(code, format!("`{}` on {device}: {}", manifest.name, err.message())),
+                code => Error::new(
+                    code,
+                    format!("`{}` on {device}: {}", manifest.name, err.message()),
+                ),
             }
         })?;
         let interface = engine_interface(&engine, manifest)?;
         check_interface(manifest, &interface)?;
-        Ok(GpuBackend { engine, cuda, pool: Mutex::new(Vec::new()), interface, device })
+        Ok(GpuBackend {
+            engine,
+            cuda,
+            pool: Mutex::new(Vec::new()),
+            interface,
+            device,
+        })
     }
 
     /// Device description.
@@ -118,8 +155,15 @@ impl GpuBackend {
         if let Some(slot) = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop() {
             return Ok(slot);
         }
-        let stream = self.cuda.new_stream().map_err(|e| cuda_error("creating a stream", e))?;
-        Ok(Slot { context: self.engine.context()?, stream, profile: None })
+        let stream = self
+            .cuda
+            .new_stream()
+            .map_err(|e| cuda_error("creating a stream", e))?;
+        Ok(Slot {
+            context: self.engine.context()?,
+            stream,
+            profile: None,
+        })
     }
 
     /// Runs on an execution context from the pool: uploads inputs, sets shapes and addresses,
@@ -128,12 +172,20 @@ impl GpuBackend {
         let mut slot = self.slot()?;
         let result = self.run_on(&mut slot, profile, inputs);
         if result.is_ok() {
-            self.pool.lock().unwrap_or_else(|e| e.into_inner()).push(slot);
+            self.pool
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(slot);
         }
         result
     }
 
-    fn run_on(&self, slot: &mut Slot, profile: usize, inputs: &[(&str, TensorRef<'_>)]) -> Result<Outputs> {
+    fn run_on(
+        &self,
+        slot: &mut Slot,
+        profile: usize,
+        inputs: &[(&str, TensorRef<'_>)],
+    ) -> Result<Outputs> {
         let stream = slot.stream.clone();
         let raw_stream = stream.cu_stream() as *mut c_void;
         if slot.profile != Some(profile) {
@@ -146,20 +198,31 @@ impl GpuBackend {
             let dims: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
             slot.context.set_input_shape(name, &dims)?;
             let bytes = t.to_bytes();
-            let buf = stream.clone_htod(&bytes).map_err(|e| cuda_error(&format!("uploading input '{name}'"), e))?;
+            let buf = stream
+                .clone_htod(&bytes)
+                .map_err(|e| cuda_error(&format!("uploading input '{name}'"), e))?;
             buffers.push((name.to_string(), buf));
         }
         let mut outputs = Vec::new();
         for spec in self.interface.outputs() {
             let dims = slot.context.tensor_shape(&spec.name)?;
             if dims.iter().any(|&d| d < 0) {
-                return Err(Error::new(ErrorCode::TensorRt, format!("output '{}' shape is unresolved: {dims:?}", spec.name)));
+                return Err(Error::new(
+                    ErrorCode::TensorRt,
+                    format!("output '{}' shape is unresolved: {dims:?}", spec.name),
+                ));
             }
             let shape: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
-            let size = dtype_size(&spec.dtype)
-                .ok_or_else(|| Error::new(ErrorCode::InvalidOutput, format!("output '{}' has unsupported type {}", spec.name, spec.dtype)))?;
+            let size = dtype_size(&spec.dtype).ok_or_else(|| {
+                Error::new(
+                    ErrorCode::InvalidOutput,
+                    format!("output '{}' has unsupported type {}", spec.name, spec.dtype),
+                )
+            })?;
             let n: usize = shape.iter().product::<usize>() * size;
-            let buf = stream.alloc_zeros::<u8>(n.max(1)).map_err(|e| cuda_error(&format!("allocating output '{}'", spec.name), e))?;
+            let buf = stream
+                .alloc_zeros::<u8>(n.max(1))
+                .map_err(|e| cuda_error(&format!("allocating output '{}'", spec.name), e))?;
             buffers.push((spec.name.clone(), buf));
             outputs.push((spec.name.clone(), spec.dtype.clone(), shape));
         }
@@ -173,12 +236,20 @@ impl GpuBackend {
         unsafe { slot.context.enqueue(raw_stream)? };
         let mut result = Vec::new();
         for (name, dtype, shape) in outputs {
-            let buf = &buffers.iter().find(|(n, _)| *n == name).expect("allocated above").1;
-            let mut bytes = stream.clone_dtoh(buf).map_err(|e| cuda_error(&format!("downloading output '{name}'"), e))?;
+            let buf = &buffers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .expect("allocated above")
+                .1;
+            let mut bytes = stream
+                .clone_dtoh(buf)
+                .map_err(|e| cuda_error(&format!("downloading output '{name}'"), e))?;
             bytes.truncate(shape.iter().product::<usize>() * dtype_size(&dtype).unwrap_or(1));
             result.push((name, OwnedTensor::from_bytes(&dtype, &shape, &bytes)?));
         }
-        stream.synchronize().map_err(|e| cuda_error("synchronising the stream", e))?;
+        stream
+            .synchronize()
+            .map_err(|e| cuda_error("synchronising the stream", e))?;
         drop(buffers);
         Ok(Outputs::new(result))
     }

@@ -60,7 +60,7 @@ mod validate;
 
 pub use error::{Error, ErrorCode, Result};
 pub use session::{Backend, BackendKind, Session};
-pub use tensor::{Element, OwnedTensor, Outputs, TensorRef, dtype_size};
+pub use tensor::{Element, Outputs, OwnedTensor, TensorRef, dtype_size};
 pub use trt_manifest::{Interface, Manifest};
 pub use validate::select_profile;
 

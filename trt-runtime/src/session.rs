@@ -73,9 +73,18 @@ impl Session {
     /// - [`ErrorCode::LibraryNotFound`], [`ErrorCode::VersionMismatch`],
     ///   [`ErrorCode::NoCudaDriver`], [`ErrorCode::NoDevice`], [`ErrorCode::UnsupportedGpu`]
     ///   when TensorRT cannot run it and no CPU fallback is allowed or compiled in.
-    pub fn new(engine: &[u8], onnx: Option<&[u8]>, manifest_json: &str, backend: Backend) -> Result<Session> {
-        let manifest = Manifest::from_json(manifest_json)
-            .map_err(|e| Error::new(ErrorCode::ManifestMismatch, format!("the embedded manifest is not valid: {e}")))?;
+    pub fn new(
+        engine: &[u8],
+        onnx: Option<&[u8]>,
+        manifest_json: &str,
+        backend: Backend,
+    ) -> Result<Session> {
+        let manifest = Manifest::from_json(manifest_json).map_err(|e| {
+            Error::new(
+                ErrorCode::ManifestMismatch,
+                format!("the embedded manifest is not valid: {e}"),
+            )
+        })?;
         let hash = hex::encode(Sha256::digest(engine));
         if hash != manifest.engine_sha256 {
             return Err(Error::new(
@@ -92,36 +101,74 @@ impl Session {
             Backend::Auto => match GpuBackend::new(engine, &manifest) {
                 Ok(gpu) => {
                     let reason = format!("TensorRT on {}", gpu.device());
-                    Session { manifest, inner: Inner::Gpu(gpu), reason }
+                    Session {
+                        manifest,
+                        inner: Inner::Gpu(gpu),
+                        reason,
+                    }
                 }
-                Err(e) if matches!(e.code(), ErrorCode::CorruptEngine | ErrorCode::ManifestMismatch) => return Err(e),
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        ErrorCode::CorruptEngine | ErrorCode::ManifestMismatch
+                    ) =>
+                {
+                    return Err(e);
+                }
                 Err(e) => Self::cpu(onnx, manifest, format!("TensorRT unavailable ({e})"))
-                    .map_err(|cpu| Error::new(e.code(), format!("{e}; and no CPU fallback: {cpu}")))?,
+                    .map_err(|cpu| {
+                        Error::new(e.code(), format!("{e}; and no CPU fallback: {cpu}"))
+                    })?,
             },
         };
-        LOGGED.call_once(|| log::info!("trt-runtime: `{}` runs on {}: {}", session.manifest.name, session.backend(), session.reason));
+        LOGGED.call_once(|| {
+            log::info!(
+                "trt-runtime: `{}` runs on {}: {}",
+                session.manifest.name,
+                session.backend(),
+                session.reason
+            )
+        });
         Ok(session)
     }
 
     fn gpu(engine: &[u8], manifest: Manifest) -> Result<Session> {
         let gpu = GpuBackend::new(engine, &manifest)?;
         let reason = format!("TensorRT on {}", gpu.device());
-        Ok(Session { manifest, inner: Inner::Gpu(gpu), reason })
+        Ok(Session {
+            manifest,
+            inner: Inner::Gpu(gpu),
+            reason,
+        })
     }
 
     #[cfg(feature = "cpu")]
     fn cpu(onnx: Option<&[u8]>, manifest: Manifest, reason: String) -> Result<Session> {
         let onnx = onnx.ok_or_else(|| {
-            Error::new(ErrorCode::BackendUnavailable, "no ONNX is embedded (trt-build's embed_onnx(false)), so there is no CPU backend")
+            Error::new(
+                ErrorCode::BackendUnavailable,
+                "no ONNX is embedded (trt-build's embed_onnx(false)), so there is no CPU backend",
+            )
         })?;
-        let outputs = manifest.interface.outputs().map(|t| (t.name.clone(), t.dtype.clone())).collect();
+        let outputs = manifest
+            .interface
+            .outputs()
+            .map(|t| (t.name.clone(), t.dtype.clone()))
+            .collect();
         let cpu = crate::cpu::CpuBackend::new(&manifest.name, onnx, outputs)?;
-        Ok(Session { manifest, inner: Inner::Cpu(cpu), reason })
+        Ok(Session {
+            manifest,
+            inner: Inner::Cpu(cpu),
+            reason,
+        })
     }
 
     #[cfg(not(feature = "cpu"))]
     fn cpu(_onnx: Option<&[u8]>, _manifest: Manifest, _reason: String) -> Result<Session> {
-        Err(Error::new(ErrorCode::BackendUnavailable, "trt-runtime was built without the `cpu` feature"))
+        Err(Error::new(
+            ErrorCode::BackendUnavailable,
+            "trt-runtime was built without the `cpu` feature",
+        ))
     }
 
     /// The manifest.

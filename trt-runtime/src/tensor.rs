@@ -196,12 +196,20 @@ impl Outputs {
             .tensors
             .iter()
             .position(|(n, _)| n == name)
-            .ok_or_else(|| Error::new(ErrorCode::InvalidOutput, format!("no output named '{name}'")))?;
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::InvalidOutput,
+                    format!("no output named '{name}'"),
+                )
+            })?;
         let (n, t) = self.tensors.remove(i);
         T::unwrap(t).map_err(|t| {
             let dtype = t.dtype();
             self.tensors.insert(i, (n, t));
-            Error::new(ErrorCode::InvalidOutput, format!("output '{name}' is {dtype}, not {}", T::DTYPE))
+            Error::new(
+                ErrorCode::InvalidOutput,
+                format!("output '{name}' is {dtype}, not {}", T::DTYPE),
+            )
         })
     }
 }

@@ -17,7 +17,10 @@ pub fn select_profile(interface: &Interface, inputs: &[(&str, TensorRef<'_>)]) -
     for (name, _) in inputs {
         if interface.inputs().all(|t| t.name != *name) {
             let known: Vec<&str> = interface.inputs().map(|t| t.name.as_str()).collect();
-            return Err(invalid(format!("unknown input '{name}'; the model's inputs are: {}", known.join(", "))));
+            return Err(invalid(format!(
+                "unknown input '{name}'; the model's inputs are: {}",
+                known.join(", ")
+            )));
         }
     }
     for spec in interface.inputs() {
@@ -25,7 +28,12 @@ pub fn select_profile(interface: &Interface, inputs: &[(&str, TensorRef<'_>)]) -
             return Err(invalid(format!("input '{}' is missing", spec.name)));
         };
         if t.dtype() != spec.dtype {
-            return Err(invalid(format!("input '{}' is {} but the engine expects {}", spec.name, t.dtype(), spec.dtype)));
+            return Err(invalid(format!(
+                "input '{}' is {} but the engine expects {}",
+                spec.name,
+                t.dtype(),
+                spec.dtype
+            )));
         }
         let shape = t.shape();
         if shape.len() != spec.dims.len() {
@@ -38,7 +46,10 @@ pub fn select_profile(interface: &Interface, inputs: &[(&str, TensorRef<'_>)]) -
         }
         for (axis, (&d, &s)) in spec.dims.iter().zip(shape).enumerate() {
             if d >= 0 && d as usize != s {
-                return Err(invalid(format!("input '{}' dimension {axis} is {s} but the engine fixes it to {d}", spec.name)));
+                return Err(invalid(format!(
+                    "input '{}' dimension {axis} is {s} but the engine fixes it to {d}",
+                    spec.name
+                )));
             }
         }
     }
@@ -68,7 +79,13 @@ pub fn select_profile(interface: &Interface, inputs: &[(&str, TensorRef<'_>)]) -
         .enumerate()
         .filter_map(|(p, profile)| {
             profile.range(&name).map(|r| {
-                format!("profile {p}: {}..={} (min {}, max {})", r.min[axis], r.max[axis], shape_text(&r.min), shape_text(&r.max))
+                format!(
+                    "profile {p}: {}..={} (min {}, max {})",
+                    r.min[axis],
+                    r.max[axis],
+                    shape_text(&r.min),
+                    shape_text(&r.max)
+                )
             })
         })
         .collect();
@@ -86,12 +103,27 @@ mod tests {
 
     fn interface() -> Interface {
         let x = |min: [i64; 2], max: [i64; 2]| ProfileSpec {
-            inputs: vec![RangeSpec { name: "x".into(), min: min.to_vec(), opt: min.to_vec(), max: max.to_vec() }],
+            inputs: vec![RangeSpec {
+                name: "x".into(),
+                min: min.to_vec(),
+                opt: min.to_vec(),
+                max: max.to_vec(),
+            }],
         };
         Interface {
             tensors: vec![
-                TensorSpec { name: "x".into(), mode: Mode::Input, dtype: "float32".into(), dims: vec![-1, 8] },
-                TensorSpec { name: "y".into(), mode: Mode::Output, dtype: "float32".into(), dims: vec![-1, 8] },
+                TensorSpec {
+                    name: "x".into(),
+                    mode: Mode::Input,
+                    dtype: "float32".into(),
+                    dims: vec![-1, 8],
+                },
+                TensorSpec {
+                    name: "y".into(),
+                    mode: Mode::Output,
+                    dtype: "float32".into(),
+                    dims: vec![-1, 8],
+                },
             ],
             profiles: vec![x([1, 8], [4, 8]), x([5, 8], [16, 8])],
         }
@@ -104,8 +136,14 @@ mod tests {
     #[test]
     fn inputs_select_the_profile_they_fit() {
         let i = interface();
-        assert_eq!(select_profile(&i, &[("x", x(&[2, 8]).view().into())]).unwrap(), 0);
-        assert_eq!(select_profile(&i, &[("x", x(&[9, 8]).view().into())]).unwrap(), 1);
+        assert_eq!(
+            select_profile(&i, &[("x", x(&[2, 8]).view().into())]).unwrap(),
+            0
+        );
+        assert_eq!(
+            select_profile(&i, &[("x", x(&[9, 8]).view().into())]).unwrap(),
+            1
+        );
     }
 
     #[test]
@@ -122,12 +160,25 @@ mod tests {
     #[test]
     fn wrong_names_types_ranks_and_fixed_dims_are_rejected() {
         let i = interface();
-        let e = |inputs: &[(&str, TensorRef<'_>)]| select_profile(&i, inputs).unwrap_err().to_string();
+        let e =
+            |inputs: &[(&str, TensorRef<'_>)]| select_profile(&i, inputs).unwrap_err().to_string();
         let ints = ArrayD::<i64>::zeros(vec![2, 8]);
         assert!(e(&[]).contains("input 'x' is missing"));
-        assert!(e(&[("x", x(&[2, 8]).view().into()), ("z", x(&[1]).view().into())]).contains("unknown input 'z'"));
-        assert!(e(&[("x", ints.view().into())]).contains("input 'x' is int64 but the engine expects float32"));
+        assert!(
+            e(&[
+                ("x", x(&[2, 8]).view().into()),
+                ("z", x(&[1]).view().into())
+            ])
+            .contains("unknown input 'z'")
+        );
+        assert!(
+            e(&[("x", ints.view().into())])
+                .contains("input 'x' is int64 but the engine expects float32")
+        );
         assert!(e(&[("x", x(&[2, 8, 1]).view().into())]).contains("rank 3"));
-        assert!(e(&[("x", x(&[2, 7]).view().into())]).contains("dimension 1 is 7 but the engine fixes it to 8"));
+        assert!(
+            e(&[("x", x(&[2, 7]).view().into())])
+                .contains("dimension 1 is 7 but the engine fixes it to 8")
+        );
     }
 }
