@@ -64,9 +64,12 @@ impl ProgressMonitor for Progress {
     }
 }
 
-/// Opens TensorRT (once per process).
-pub(crate) fn library() -> Result<Arc<Library>, tensorrt_sys::Error> {
-    Library::load()
+/// Opens TensorRT: from `dir` only, or once per process from the default search path.
+pub(crate) fn library(dir: Option<&Path>) -> Result<Arc<Library>, tensorrt_sys::Error> {
+    match dir {
+        Some(dir) => Library::load_from(dir).map(Arc::new),
+        None => Library::load(),
+    }
 }
 
 /// Parses `onnx`, adds the profiles, builds and serializes the engine.

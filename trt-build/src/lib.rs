@@ -256,6 +256,7 @@ pub struct Builder {
     optimization_level: Option<i32>,
     workspace_limit: Option<usize>,
     embed_onnx: bool,
+    tensorrt_lib_dir: Option<PathBuf>,
 }
 
 impl Default for Builder {
@@ -276,6 +277,7 @@ impl Builder {
             optimization_level: None,
             workspace_limit: None,
             embed_onnx: true,
+            tensorrt_lib_dir: None,
         }
     }
 
@@ -333,6 +335,13 @@ impl Builder {
     /// Whether generated modules embed the ONNX for the CPU backend (default true).
     pub fn embed_onnx(&mut self, embed: bool) -> &mut Self {
         self.embed_onnx = embed;
+        self
+    }
+
+    /// Opens TensorRT only from this folder (default: `tensorrt-sys`'s search order:
+    /// `TENSORRT_LIB_DIR`, `TENSORRT_ROOT/lib`, the build-time folder, the system path).
+    pub fn tensorrt_lib_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
+        self.tensorrt_lib_dir = Some(dir.into());
         self
     }
 
@@ -508,7 +517,7 @@ impl Builder {
             }
             None => {
                 note.push_str("cache miss");
-                let library = engine::library().map_err(|e| {
+                let library = engine::library(self.tensorrt_lib_dir.as_deref()).map_err(|e| {
                     Error::new(
                         Kind::Missing,
                         format!(
