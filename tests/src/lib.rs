@@ -1,1 +1,80 @@
-//! Integration tests live in tests/.
+//! Shared fixtures of the integration tests (in `tests/`).
+//!
+//! Every model and sample is generated in code by `calib::synth`; engines are built by
+//! `trt-build` in process with a real TensorRT-RTX build on the CPU.
+
+use std::sync::OnceLock;
+
+use calib::synth::{seed_decoder, seed_samples};
+use trt_build::{Builder, Int8, Profile, ShapeRange};
+
+/// A built seed-decoder engine with two profiles (batch 1..=4 and 5..=8).
+#[derive(Debug)]
+pub struct SeedEngine {
+    /// Serialized engine.
+    pub engine: Vec<u8>,
+    /// The Q/DQ ONNX it was built from.
+    pub onnx: Vec<u8>,
+    /// The manifest (JSON).
+    pub manifest: String,
+    _dir: tempfile::TempDir,
+}
+
+/// Seed of the decoder's weights in [`seed_engine`].
+pub const SEED_MODEL: u64 = 3;
+
+/// Builds (once per test binary) the seed decoder as an INT8 engine with two profiles:
+/// batch 1..=4 at latent 4..=8 and batch 5..=8 at latent 8..=16.
+pub fn seed_engine() -> &'static SeedEngine {
+    static BUILT: OnceLock<SeedEngine> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        seed_decoder(SEED_MODEL)
+            .save(dir.path().join("seed.onnx"), calib::WeightStorage::Inline)
+            .expect("write the fixture model");
+        let shapes = [(1, 4, 4), (2, 6, 6), (4, 8, 8), (8, 12, 12), (6, 16, 16)];
+        let samples = seed_samples(5, &shapes, 1);
+        let small = Profile::new()
+            .input(
+                "y_hat",
+                ShapeRange::new([1, 8, 4, 4], [2, 8, 6, 6], [4, 8, 8, 8]),
+            )
+            .input(
+                "q",
+                ShapeRange::new([1, 8, 1, 1], [2, 8, 1, 1], [4, 8, 1, 1]),
+            )
+            .input(
+                "dummy_input",
+                ShapeRange::new([1, 3, 15, 15], [2, 3, 23, 23], [4, 3, 31, 31]),
+            );
+        let large = Profile::new()
+            .input(
+                "y_hat",
+                ShapeRange::new([5, 8, 8, 8], [6, 8, 12, 12], [8, 8, 16, 16]),
+            )
+            .input(
+                "q",
+                ShapeRange::new([5, 8, 1, 1], [6, 8, 1, 1], [8, 8, 1, 1]),
+            )
+            .input(
+                "dummy_input",
+                ShapeRange::new([5, 3, 31, 31], [6, 3, 47, 47], [8, 3, 63, 63]),
+            );
+        let mut b = Builder::new();
+        b.cargo_metadata(false)
+            .out_dir(dir.path().join("out"))
+            .cache_dir(dir.path().join("cache"))
+            .optimization_level(0);
+        b.model("seed", dir.path().join("seed.onnx"))
+            .profile(small)
+            .profile(large)
+            .int8(Int8::from_samples(samples).hold_out_every(0));
+        let m = b.try_build().expect("the fixture engine builds").remove(0);
+        SeedEngine {
+            engine: std::fs::read(&m.engine_path).expect("engine"),
+            onnx: std::fs::read(m.entry.join("model.onnx")).expect("onnx"),
+            manifest: m.manifest.to_json(),
+            _dir: dir,
+        }
+    })
+}
