@@ -234,10 +234,11 @@ impl<'m> Calibrator<'m> {
     ) -> Result<(Calibration, bool)> {
         let cache = cache.as_ref();
         let fingerprint = self.fingerprint(source)?;
-        if let Ok(previous) = Calibration::load(cache) {
-            if previous.fingerprint == fingerprint && previous.format_version == FORMAT_VERSION {
-                return Ok((previous, true));
-            }
+        if let Ok(previous) = Calibration::load(cache)
+            && previous.fingerprint == fingerprint
+            && previous.format_version == FORMAT_VERSION
+        {
+            return Ok((previous, true));
         }
         let calibration = self.run(source)?;
         calibration.save(cache)?;

@@ -370,16 +370,14 @@ impl Sample {
                 ));
             }
             for (axis, (dim, &value)) in input.dims.iter().zip(t.shape()).enumerate() {
-                if let Dim::Fixed(expected) = dim {
-                    if *expected != value as i64 {
-                        return Err(Error::sample(
-                            id,
-                            Some(name),
-                            format!(
-                                "dimension {axis} is {value} but the model fixes it to {expected}"
-                            ),
-                        ));
-                    }
+                if let Dim::Fixed(expected) = dim
+                    && *expected != value as i64
+                {
+                    return Err(Error::sample(
+                        id,
+                        Some(name),
+                        format!("dimension {axis} is {value} but the model fixes it to {expected}"),
+                    ));
                 }
             }
             if let Some(at) = t.first_non_finite() {

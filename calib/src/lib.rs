@@ -1,8 +1,62 @@
 //! Streaming, deterministic INT8 calibration on the CPU, and Q/DQ insertion that TensorRT fuses.
+//!
+//! TensorRT 11 and TensorRT-RTX support INT8 only as explicit quantization (QuantizeLinear /
+//! DequantizeLinear in the network) and TensorRT 10 accepts it too. This crate computes the
+//! scales itself, per input by name, and writes the Q/DQ into the ONNX, so nobody writes a
+//! TensorRT calibrator again.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use calib::{Calibrator, Method, Model, Profile, ShapeRange, Source, report};
+//!
+//! let model = Model::load("decoder.onnx")?;
+//! let profile = Profile::new().input("x", ShapeRange::new([1, 3, 64, 64], [4, 3, 128, 128], [8, 3, 256, 256]));
+//! let (data, held_out) = Source::Path("samples/".into()).split(5)?;
+//! let calibration = Calibrator::new(&model).method(Method::Entropy).profile(profile).exclude("head").run(&data)?;
+//! let int8 = calibration.apply(&model)?;
+//! int8.save("decoder.int8.onnx", calib::WeightStorage::Auto)?;
+//! println!("{}", report::compare(&model, &int8, &held_out)?.table());
+//! # Ok::<(), calib::Error>(())
+//! ```
+//!
+//! # Pieces
+//!
+//! - [`model`]: ONNX read/write with `tract-onnx`'s prost types, external data in and out,
+//!   inputs/outputs with symbolic dims kept symbolic.
+//! - [`data`]: samples (one tensor per input) from `<sample>/<input>.npy` directories, `.npz`
+//!   files or code; every sample is checked (names, element types, ranks, fixed dims, profile
+//!   ranges, NaN/Inf) before use, with errors naming sample, input, dimension and range.
+//! - [`observer`]: minmax, percentile, entropy (TensorRT's KL method) and MSE on streaming
+//!   statistics whose memory is bounded by tensors × bins, never by the number of samples.
+//! - [`calibrate`]: runs the FP32 model with tract on every core, two passes (ranges, then
+//!   histograms with one fixed bin range per tensor), so samples of **any shape** — all
+//!   declared profiles, not just one OPT shape — feed the same statistics, and the result does
+//!   not depend on sample order or thread count. Results persist as JSON with a fingerprint of
+//!   model, data and options. A warning flags data that does not cover the profiles.
+//! - [`qdq`]: Q/DQ placement following TensorRT's rules (documented there) and the rewrite.
+//! - [`report`]: FP32 vs Q/DQ (INT8 simulated in tract) per output: max/mean absolute error,
+//!   cosine, SNR, PSNR, top-1 agreement for class scores.
+//! - [`synth`]: deterministic synthetic models and samples (the seed decoder, fixtures).
+//!
+//! The `trt-calib` binary exposes `inspect` and `quantize` on the command line.
+//!
+//! # Determinism
+//!
+//! Statistics merge with `max` and integer histogram sums, so the same model, data and options
+//! give byte-identical scales and a byte-identical Q/DQ ONNX on every run and thread count.
+//!
+//! # FP16
+//!
+//! Strongly typed TensorRT (11, RTX) runs every float op in the precision the ONNX says;
+//! [`fp16::convert`] turns the remaining float graph into FP16 while keeping the model's
+//! input and output types (ModelOpt's default). Compare the converted model in the report to
+//! measure the model as it will be built.
 
 pub mod calibrate;
 pub mod data;
 mod error;
+pub mod fp16;
 pub mod infer;
 pub mod model;
 pub mod observer;

@@ -75,12 +75,12 @@ impl Method {
     ///
     /// [`Error::Options`] for a percentile outside `(0, 100]`.
     pub fn check(self) -> Result<()> {
-        if let Method::Percentile { percentile } = self {
-            if !(percentile > 0.0 && percentile <= 100.0) {
-                return Err(Error::options(format!(
-                    "percentile {percentile} is outside (0, 100]"
-                )));
-            }
+        if let Method::Percentile { percentile } = self
+            && !(percentile > 0.0 && percentile <= 100.0)
+        {
+            return Err(Error::options(format!(
+                "percentile {percentile} is outside (0, 100]"
+            )));
         }
         Ok(())
     }

@@ -242,15 +242,15 @@ pub fn validate_profiles(inputs: &[TensorInfo], profiles: &[Profile]) -> Result<
             }
             for (axis, dim) in info.dims.iter().enumerate() {
                 let (min, opt, max) = (range.min[axis], range.opt[axis], range.max[axis]);
-                if let Dim::Fixed(fixed) = dim {
-                    if (min, opt, max) != (*fixed, *fixed, *fixed) {
-                        return Err(Error::Profile {
-                            input: name.clone(),
-                            message: format!(
-                                "profile {p} dimension {axis} is declared {min}/{opt}/{max} but the model fixes it to {fixed}"
-                            ),
-                        });
-                    }
+                if let Dim::Fixed(fixed) = dim
+                    && (min, opt, max) != (*fixed, *fixed, *fixed)
+                {
+                    return Err(Error::Profile {
+                        input: name.clone(),
+                        message: format!(
+                            "profile {p} dimension {axis} is declared {min}/{opt}/{max} but the model fixes it to {fixed}"
+                        ),
+                    });
                 }
                 if min < 0 || !(min <= opt && opt <= max) {
                     return Err(Error::Profile {

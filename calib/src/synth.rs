@@ -429,3 +429,70 @@ pub fn unsupported_operator_model() -> Model {
     });
     model
 }
+
+/// A plain convolutional network for benchmarks: `x: [N,3,S,S]` → `depth` blocks of
+/// Conv(3×3, `channels`) + Relu (every second block adds a residual) → Conv(1×1, 3) → `y`.
+pub fn conv_stack(seed: u64, channels: i64, depth: usize) -> Model {
+    let mut rng = Rng::new(seed);
+    let mut g = GraphBuilder::new("conv_stack");
+    g.input("x", ElemType::F32, dims!["N", 3, "S", "S"]).output(
+        "y",
+        ElemType::F32,
+        dims!["N", 3, "S", "S"],
+    );
+    let same = || {
+        vec![
+            attr_ints("pads", &[1, 1, 1, 1]),
+            attr_ints("kernel_shape", &[3, 3]),
+        ]
+    };
+    let mut prev = "x".to_string();
+    let mut cin = 3;
+    let mut skip: Option<String> = None;
+    for i in 0..depth {
+        let (w, b, c, r) = (
+            format!("b{i}.weight"),
+            format!("b{i}.bias"),
+            format!("b{i}.conv"),
+            format!("b{i}.act"),
+        );
+        g.initializer(tensor_f32(
+            &w,
+            &[channels, cin, 3, 3],
+            &random_weights(&mut rng, (channels * cin * 9) as usize, (cin * 9) as usize),
+        ));
+        g.initializer(tensor_f32(
+            &b,
+            &[channels],
+            &(0..channels)
+                .map(|_| rng.normal() * 0.05)
+                .collect::<Vec<_>>(),
+        ));
+        g.node(&c, "Conv", &[&prev, &w, &b], &[&c], same());
+        let conv_out = match (&skip, i % 2) {
+            (Some(s), 1) => {
+                let sum = format!("b{i}.sum");
+                g.node(&format!("b{i}.add"), "Add", &[&c, s], &[&sum], vec![]);
+                sum
+            }
+            _ => c.clone(),
+        };
+        g.node(&format!("b{i}.relu"), "Relu", &[&conv_out], &[&r], vec![]);
+        skip = Some(r.clone());
+        prev = r;
+        cin = channels;
+    }
+    g.initializer(tensor_f32(
+        "head.weight",
+        &[3, channels, 1, 1],
+        &random_weights(&mut rng, (3 * channels) as usize, channels as usize),
+    ));
+    g.node(
+        "head",
+        "Conv",
+        &[&prev, "head.weight"],
+        &["y"],
+        vec![attr_ints("kernel_shape", &[1, 1])],
+    );
+    g.build()
+}

@@ -107,6 +107,7 @@ pub struct Int8 {
     method: Method,
     exclude: Vec<String>,
     hold_out_every: usize,
+    fp16: bool,
 }
 
 impl Int8 {
@@ -129,6 +130,7 @@ impl Int8 {
             method: Method::Entropy,
             exclude: Vec::new(),
             hold_out_every: 5,
+            fp16: false,
         }
     }
 
@@ -150,6 +152,13 @@ impl Int8 {
         self
     }
 
+    /// Also runs the layers left in float in FP16 (the ONNX is converted, inputs and outputs
+    /// keep their types; the accuracy report measures the converted model).
+    pub fn fp16(mut self, enable: bool) -> Self {
+        self.fp16 = enable;
+        self
+    }
+
     /// Holds out every `n`-th sample for the accuracy report (default 5; 0 holds out none).
     pub fn hold_out_every(mut self, n: usize) -> Self {
         self.hold_out_every = n;
@@ -163,7 +172,8 @@ impl Int8 {
 pub enum Precision {
     /// INT8 through Q/DQ written by `calib`.
     Int8(Int8),
-    /// FP16 kernels (TensorRT 10's builder flag; strongly typed flavors need an FP16 ONNX).
+    /// FP16: TensorRT 10's builder flag; for always strongly typed flavors (TensorRT 11,
+    /// TensorRT-RTX) the ONNX is converted to FP16 with `calib::fp16` (I/O types kept).
     Fp16,
     /// The ONNX as it is.
     Fp32,
@@ -438,7 +448,7 @@ impl Builder {
         let options = EngineOptions {
             optimization_level: m.optimization_level.or(self.optimization_level),
             workspace_limit: m.workspace_limit.or(self.workspace_limit),
-            fp16_flag: matches!(m.precision, Precision::Fp16),
+            fp16_flag: matches!(m.precision, Precision::Fp16) && !always_strongly_typed(),
         };
 
         // The key: model, data, options, TensorRT flavor and version.
@@ -446,8 +456,14 @@ impl Builder {
         key.update(KEY_VERSION);
         key.update(tensorrt_sys::header_flavor().as_str());
         key.update(tensorrt_sys::header_version().to_le_bytes());
+        let fp16 = match &m.precision {
+            Precision::Int8(int8) => int8.fp16,
+            Precision::Fp16 => always_strongly_typed(),
+            Precision::Fp32 => false,
+        };
         key.update(
-            serde_json::to_vec(&(&m.profiles, m.precision.name(), &options)).expect("serializable"),
+            serde_json::to_vec(&(&m.profiles, m.precision.name(), &options, fp16))
+                .expect("serializable"),
         );
         let mut calibrator_sources = None;
         match &m.precision {
@@ -643,9 +659,12 @@ impl Builder {
                 for w in &calibration.warnings {
                     cargo.warning(&format!("trt-build: {name}: {w}"));
                 }
-                let qdq = calibration
+                let mut qdq = calibration
                     .apply(model)
                     .map_err(|e| Error::calibration(name, e))?;
+                if int8.fp16 {
+                    qdq = calib::fp16::convert(&qdq);
+                }
                 let held = held_out.list().map(|r| r.len()).unwrap_or(0);
                 let report = if held > 0 {
                     Some(
@@ -694,6 +713,9 @@ impl Builder {
                 };
                 (qdq.to_bytes(), Some(summary))
             }
+            (Precision::Fp16, _) if always_strongly_typed() => {
+                (calib::fp16::convert(model).to_bytes(), None)
+            }
             _ => (model.to_bytes(), None),
         };
         let t = Instant::now();
@@ -724,6 +746,12 @@ impl Builder {
         let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
         cache::store(cache_dir, key, &refs)
     }
+}
+
+/// TensorRT 11 and TensorRT-RTX take precision from the network only.
+fn always_strongly_typed() -> bool {
+    tensorrt_sys::header_flavor() == tensorrt_sys::Flavor::Rtx
+        || tensorrt_sys::header_version() >= 110000
 }
 
 /// `trt-cache` next to Cargo's profile directories (`<target>/trt-cache`), found from

@@ -7,6 +7,9 @@
 //! - `example`: setup, then runs the example application (the README's main command).
 //! - `test`: setup, the bindings staleness check, the TensorRT 11.4 compile check, then
 //!   `cargo test --workspace` (the README's test command, run by `.ci/run`).
+//! - `bench`: the calibration benchmark against onnxruntime's `quantize_static` (installs
+//!   onnxruntime into `.trt/bench-venv`, builds `trt-calib` in release, runs
+//!   `bench/calibration.py`); results go to `target/bench-results.json`.
 //! - `bindgen [--check]`: regenerates `tensorrt-sys/src/bindings.rs` (or fails if stale); needs
 //!   the `bindgen` feature and libclang.
 
@@ -34,7 +37,8 @@ fn main() -> ExitCode {
         Some("example") => setup().and_then(|_| example(&args[1..])),
         Some("test") => setup().and_then(|_| test()),
         Some("bindgen") => bindgen(args.iter().any(|a| a == "--check")),
-        _ => Err("usage: cargo xtask <setup|example|test|bindgen [--check]>".into()),
+        Some("bench") => bench(&args[1..]),
+        _ => Err("usage: cargo xtask <setup|example|test|bench [CHANNELS DEPTH SIZE SAMPLES]|bindgen [--check]>".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -282,6 +286,53 @@ fn test() -> Result {
 
     // 3. The whole suite, against TensorRT-RTX 1.7.
     run(cargo().current_dir(&root).args(["test", "--workspace"]))
+}
+
+fn bench(args: &[String]) -> Result {
+    let root = root();
+    let venv = root.join(".trt").join("bench-venv");
+    let venv_python = venv.join("bin").join("python");
+    if !venv_python.is_file() {
+        run(python().args(["-m", "venv"]).arg(&venv))?;
+        run(Command::new(&venv_python).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "onnxruntime",
+            "onnx",
+            "numpy",
+        ]))?;
+    }
+    run(cargo().current_dir(&root).args([
+        "build",
+        "--release",
+        "--package",
+        "calib",
+        "--bin",
+        "trt-calib",
+        "--example",
+        "bench_fixture",
+    ]))?;
+    let fixture = root.join("target").join("bench-fixture");
+    let _ = std::fs::remove_dir_all(&fixture);
+    run(
+        Command::new(root.join("target/release/examples/bench_fixture"))
+            .arg(&fixture)
+            .args(args),
+    )?;
+    let out = output(
+        Command::new(&venv_python)
+            .arg(root.join("bench/calibration.py"))
+            .arg(root.join("target/release/trt-calib"))
+            .arg(&fixture),
+    )?;
+    let results = root.join("target").join("bench-results.json");
+    std::fs::write(&results, &out).map_err(|e| e.to_string())?;
+    println!("{}", String::from_utf8_lossy(&out));
+    eprintln!("xtask: results in {}", results.display());
+    Ok(())
 }
 
 #[cfg(feature = "bindgen")]
