@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::data::{SampleRef, Source};
 use crate::error::{Error, Result};
-use crate::infer::{CpuModel, to_f32};
+use crate::infer::{CpuModel, DEFAULT_CONCRETE_PLANS, ShapeSignature, to_f32};
 use crate::model::{Model, TensorInfo, write_atomic};
 use crate::observer::{DEFAULT_BINS, Method, TensorStats, scale_for};
 use crate::profile::{Profile, validate_profiles};
@@ -259,7 +259,7 @@ impl<'m> Calibrator<'m> {
         let refs = source.list()?;
         let fingerprint = self.fingerprint(source)?;
         let tensors = placement.activation_tensors();
-        let cpu = CpuModel::new(self.model, &tensors)?;
+        let mut cpu = CpuModel::new(self.model, &tensors)?;
         let first_extra = cpu.output_names().len() - tensors.len();
         // Index of each activation tensor among the plan's outputs (a tensor may also be a
         // graph output).
@@ -277,6 +277,20 @@ impl<'m> Calibrator<'m> {
             .num_threads(self.threads.unwrap_or(0))
             .build()
             .map_err(|e| Error::options(format!("thread pool: {e}")))?;
+        // Concrete-shape plans for the first shapes in sample order: faster than the symbolic
+        // plan, and chosen from the data alone so the result never depends on thread timing.
+        let signatures: Vec<ShapeSignature> = pool.install(|| {
+            refs.par_iter()
+                .map(|r| source.load(r, &inputs).map(|s| cpu.signature(&s)))
+                .collect::<Result<Vec<_>>>()
+        })?;
+        let mut distinct: Vec<ShapeSignature> = Vec::new();
+        for sig in signatures {
+            if distinct.len() < DEFAULT_CONCRETE_PLANS && !distinct.contains(&sig) {
+                distinct.push(sig);
+            }
+        }
+        cpu.specialize(&distinct);
         let passes = if self.method.needs_histogram() { 2 } else { 1 };
         let shapes: Mutex<BTreeMap<String, BTreeSet<Vec<usize>>>> = Mutex::default();
         let fitted: Mutex<BTreeSet<usize>> = Mutex::default();

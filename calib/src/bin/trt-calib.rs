@@ -62,7 +62,7 @@ struct Quantize {
     /// Held-out samples for the report (default: every 5th sample of --data).
     #[arg(long)]
     report_data: Option<PathBuf>,
-    /// Hold out every N-th sample of --data for the report (0: report on all samples).
+    /// Hold out every N-th sample of --data for the report (0: no report unless --report-data).
     #[arg(long, default_value_t = 5)]
     hold_out_every: usize,
     /// Reuse (or write) the calibration here when model, data and options are unchanged.
@@ -128,7 +128,7 @@ fn quantize(q: Quantize) -> Result<(), calib::Error> {
     let source = Source::Path(q.data.clone());
     let (calibration_source, held_out) = match (&q.report_data, q.hold_out_every) {
         (Some(r), _) => (source, Source::Path(r.clone())),
-        (None, 0) => (source.clone(), source),
+        (None, 0) => (source, Source::Memory(Vec::new())),
         (None, n) => source.split(n)?,
     };
 
