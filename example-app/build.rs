@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use trt_build::{Int8, Method, Profile, ShapeRange};
+use trt_build::{Int8, Method};
 
 include!("src/seed.rs");
 
@@ -18,25 +18,8 @@ fn main() {
     }
     println!("cargo:rerun-if-changed=src/seed.rs");
 
-    let c = calib::synth::SEED_LATENT_CHANNELS;
-    let up = calib::synth::SEED_UPSAMPLE;
-    let [(n0, h0, w0), (n1, h1, w1), (n2, h2, w2)] =
-        PROFILE.map(|(n, h, w)| (n as i64, h as i64, w as i64));
-    let crop = CROP as i64;
-    let image = |n: i64, h: i64, w: i64| [n, 3, up * h - crop, up * w - crop];
-    let profile = Profile::new()
-        .input(
-            "y_hat",
-            ShapeRange::new([n0, c, h0, w0], [n1, c, h1, w1], [n2, c, h2, w2]),
-        )
-        .input(
-            "q",
-            ShapeRange::new([n0, c, 1, 1], [n1, c, 1, 1], [n2, c, 1, 1]),
-        )
-        .input(
-            "dummy_input",
-            ShapeRange::new(image(n0, h0, w0), image(n1, h1, w1), image(n2, h2, w2)),
-        );
+    let [batch, latent] = [0, 1].map(|k| PROFILE.map(|p| [p.0, p.1][k] as i64));
+    let profile = calib::synth::seed_profile(batch, latent, CROP as i64);
     let mut build = trt_build::Builder::new();
     build
         .model("seed_decoder", &onnx)

@@ -496,3 +496,19 @@ pub fn conv_stack(seed: u64, channels: i64, depth: usize) -> Model {
     );
     g.build()
 }
+
+/// An optimization profile for [`seed_decoder`]: `(min, opt, max)` of the batch size and of the
+/// latent `h = w`; `dummy_input`'s `H = W` is `4·latent − crop`, as [`seed_samples`] makes it.
+pub fn seed_profile(batch: [i64; 3], latent: [i64; 3], crop: i64) -> crate::Profile {
+    use crate::ShapeRange;
+    let c = SEED_LATENT_CHANNELS;
+    let image = |i: usize| SEED_UPSAMPLE * latent[i] - crop;
+    let range = |f: &dyn Fn(usize) -> Vec<i64>| ShapeRange::new(f(0), f(1), f(2));
+    crate::Profile::new()
+        .input("y_hat", range(&|i| vec![batch[i], c, latent[i], latent[i]]))
+        .input("q", range(&|i| vec![batch[i], c, 1, 1]))
+        .input(
+            "dummy_input",
+            range(&|i| vec![batch[i], 3, image(i), image(i)]),
+        )
+}

@@ -1,23 +1,11 @@
 //! Calibration of the seed decoder end to end on the CPU: placement, scales, Q/DQ rewrite,
 //! determinism and accuracy. Models and samples come from `calib::synth` (generated in code).
 
-use calib::synth::{seed_decoder, seed_samples};
-use calib::{Calibrator, Method, Profile, ShapeRange, Source, report};
+use calib::synth::{seed_decoder, seed_profile, seed_samples};
+use calib::{Calibrator, Method, Profile, Source, report};
 
 fn profile() -> Profile {
-    Profile::new()
-        .input(
-            "y_hat",
-            ShapeRange::new([1, 8, 4, 4], [2, 8, 8, 8], [4, 8, 16, 16]),
-        )
-        .input(
-            "q",
-            ShapeRange::new([1, 8, 1, 1], [2, 8, 1, 1], [4, 8, 1, 1]),
-        )
-        .input(
-            "dummy_input",
-            ShapeRange::new([1, 3, 12, 12], [2, 3, 30, 30], [4, 3, 64, 64]),
-        )
+    seed_profile([1, 2, 4], [4, 8, 16], 2)
 }
 
 fn samples() -> Vec<calib::Sample> {

@@ -23,5 +23,5 @@ pub(crate) const CALIBRATION_SHAPES: &[(usize, usize, usize)] = &[
     (2, 14, 4),
 ];
 
-/// Profile bounds as `(min, opt, max)` of `(N, h, w)`.
-pub(crate) const PROFILE: [(usize, usize, usize); 3] = [(1, 4, 4), (2, 8, 8), (4, 16, 16)];
+/// Profile bounds as `(min, opt, max)` of `(N, h = w)`.
+pub(crate) const PROFILE: [(usize, usize); 3] = [(1, 4), (2, 8), (4, 16)];

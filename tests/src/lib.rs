@@ -5,8 +5,8 @@
 
 use std::sync::OnceLock;
 
-use calib::synth::{seed_decoder, seed_samples};
-use trt_build::{Builder, Int8, Profile, ShapeRange};
+use calib::synth::{seed_decoder, seed_profile, seed_samples};
+use trt_build::{Builder, Int8};
 
 /// A built seed-decoder engine with two profiles (batch 1..=4 and 5..=8).
 #[derive(Debug)]
@@ -34,32 +34,8 @@ pub fn seed_engine() -> &'static SeedEngine {
             .expect("write the fixture model");
         let shapes = [(1, 4, 4), (2, 6, 6), (4, 8, 8), (8, 12, 12), (6, 16, 16)];
         let samples = seed_samples(5, &shapes, 1);
-        let small = Profile::new()
-            .input(
-                "y_hat",
-                ShapeRange::new([1, 8, 4, 4], [2, 8, 6, 6], [4, 8, 8, 8]),
-            )
-            .input(
-                "q",
-                ShapeRange::new([1, 8, 1, 1], [2, 8, 1, 1], [4, 8, 1, 1]),
-            )
-            .input(
-                "dummy_input",
-                ShapeRange::new([1, 3, 15, 15], [2, 3, 23, 23], [4, 3, 31, 31]),
-            );
-        let large = Profile::new()
-            .input(
-                "y_hat",
-                ShapeRange::new([5, 8, 8, 8], [6, 8, 12, 12], [8, 8, 16, 16]),
-            )
-            .input(
-                "q",
-                ShapeRange::new([5, 8, 1, 1], [6, 8, 1, 1], [8, 8, 1, 1]),
-            )
-            .input(
-                "dummy_input",
-                ShapeRange::new([5, 3, 31, 31], [6, 3, 47, 47], [8, 3, 63, 63]),
-            );
+        let small = seed_profile([1, 2, 4], [4, 6, 8], 1);
+        let large = seed_profile([5, 6, 8], [8, 12, 16], 1);
         let mut b = Builder::new();
         b.cargo_metadata(false)
             .out_dir(dir.path().join("out"))

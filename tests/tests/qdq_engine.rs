@@ -1,48 +1,16 @@
 //! The Q/DQ ONNX that `calib` writes is accepted by TensorRT-RTX and builds an INT8 engine on
-//! the CPU, with the seed decoder's three dynamic inputs and two optimization profiles.
+//! the CPU, with the seed decoder's three dynamic inputs and two optimization profiles; so
+//! does its FP16 conversion.
 
-use calib::synth::{seed_decoder, seed_samples};
-use calib::{Calibrator, Method, Profile, ShapeRange, Source};
-use tensorrt_sys::{Builder, Library, Logger, Severity};
+use std::sync::{Arc, Mutex};
 
-#[test]
-fn calibrated_seed_decoder_builds_an_int8_engine() {
-    let model = seed_decoder(1);
-    let small = Profile::new()
-        .input(
-            "y_hat",
-            ShapeRange::new([1, 8, 4, 4], [1, 8, 8, 8], [2, 8, 8, 8]),
-        )
-        .input(
-            "q",
-            ShapeRange::new([1, 8, 1, 1], [1, 8, 1, 1], [2, 8, 1, 1]),
-        )
-        .input(
-            "dummy_input",
-            ShapeRange::new([1, 3, 12, 12], [1, 3, 30, 30], [2, 3, 32, 32]),
-        );
-    let large = Profile::new()
-        .input(
-            "y_hat",
-            ShapeRange::new([2, 8, 8, 8], [4, 8, 16, 16], [4, 8, 16, 16]),
-        )
-        .input(
-            "q",
-            ShapeRange::new([2, 8, 1, 1], [4, 8, 1, 1], [4, 8, 1, 1]),
-        )
-        .input(
-            "dummy_input",
-            ShapeRange::new([2, 3, 28, 28], [4, 3, 62, 62], [4, 3, 64, 64]),
-        );
-    let samples = seed_samples(5, &[(1, 4, 4), (2, 8, 8), (4, 16, 16), (3, 12, 10)], 2);
-    let calibration = Calibrator::new(&model)
-        .method(Method::Entropy)
-        .profiles(vec![small.clone(), large.clone()])
-        .run(&Source::Memory(samples))
-        .unwrap();
-    let qdq = calibration.apply(&model).unwrap();
+use calib::synth::{seed_decoder, seed_profile, seed_samples};
+use calib::{Calibrator, Method, Model, Profile, Source};
+use tensorrt_sys::{Builder, DataType, Library, Logger, Severity};
 
-    let errors = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+/// Parses `model`, adds `profiles`, builds; returns the engine size and TensorRT's errors.
+fn build(model: &Model, profiles: &[Profile]) -> (usize, Vec<String>) {
+    let errors = Arc::new(Mutex::new(Vec::new()));
     let sink = errors.clone();
     let logger = Logger::new(Severity::WARNING, move |s, m| {
         if s <= Severity::ERROR {
@@ -52,11 +20,18 @@ fn calibrated_seed_decoder_builds_an_int8_engine() {
     .unwrap();
     let lib = Library::load().unwrap();
     let builder = Builder::new(&lib, &logger).unwrap();
-    let network = builder.network_from_onnx(&qdq.to_bytes(), None).unwrap();
+    let network = builder.network_from_onnx(&model.to_bytes(), None).unwrap();
     let names: Vec<String> = network.inputs().into_iter().map(|t| t.name).collect();
     assert_eq!(names, ["y_hat", "q", "dummy_input"]);
+    assert!(
+        network
+            .inputs()
+            .iter()
+            .chain(&network.outputs())
+            .all(|t| t.data_type == DataType::FLOAT)
+    );
     let mut config = builder.config().unwrap();
-    for p in [&small, &large] {
+    for p in profiles {
         let mut profile = builder.profile().unwrap();
         for (name, r) in &p.inputs {
             profile.set(name, &r.min, &r.opt, &r.max).unwrap();
@@ -64,61 +39,45 @@ fn calibrated_seed_decoder_builds_an_int8_engine() {
         config.add_profile(&profile).unwrap();
     }
     config.set_optimization_level(0).unwrap();
-    let engine = builder.build_serialized(&network, &config).unwrap();
-    assert!(engine.len() > 1000);
-    assert!(
-        errors.lock().unwrap().is_empty(),
-        "TensorRT reported errors: {:?}",
-        errors.lock().unwrap()
-    );
+    let size = builder.build_serialized(&network, &config).unwrap().len();
+    let errors = errors.lock().unwrap().clone();
+    (size, errors)
+}
+
+fn calibrated(
+    profiles: &[Profile],
+    shapes: &[(usize, usize, usize)],
+) -> (Model, calib::Calibration) {
+    let model = seed_decoder(1);
+    let calibration = Calibrator::new(&model)
+        .method(Method::Entropy)
+        .profiles(profiles.to_vec())
+        .run(&Source::Memory(seed_samples(5, shapes, 2)))
+        .unwrap();
+    (model, calibration)
+}
+
+#[test]
+fn calibrated_seed_decoder_builds_an_int8_engine() {
+    let profiles = [
+        seed_profile([1, 1, 2], [4, 8, 8], 2),
+        seed_profile([2, 4, 4], [8, 16, 16], 2),
+    ];
+    let (model, calibration) =
+        calibrated(&profiles, &[(1, 4, 4), (2, 8, 8), (4, 16, 16), (3, 12, 10)]);
+    let (size, errors) = build(&calibration.apply(&model).unwrap(), &profiles);
+    assert!(size > 1000);
+    assert!(errors.is_empty(), "TensorRT reported errors: {errors:?}");
 }
 
 /// The FP16 conversion (`calib::fp16`) of the Q/DQ model, with its I/O kept in float32, also
 /// builds: TensorRT-RTX is strongly typed and takes every precision from the ONNX.
 #[test]
 fn fp16_converted_qdq_model_builds() {
-    let model = seed_decoder(1);
-    let profile = Profile::new()
-        .input(
-            "y_hat",
-            ShapeRange::new([1, 8, 4, 4], [1, 8, 8, 8], [2, 8, 8, 8]),
-        )
-        .input(
-            "q",
-            ShapeRange::new([1, 8, 1, 1], [1, 8, 1, 1], [2, 8, 1, 1]),
-        )
-        .input(
-            "dummy_input",
-            ShapeRange::new([1, 3, 12, 12], [1, 3, 30, 30], [2, 3, 32, 32]),
-        );
-    let samples = seed_samples(5, &[(1, 4, 4), (2, 8, 8)], 2);
-    let calibration = Calibrator::new(&model)
-        .profile(profile.clone())
-        .run(&Source::Memory(samples))
-        .unwrap();
+    let profiles = [seed_profile([1, 1, 2], [4, 8, 8], 2)];
+    let (model, calibration) = calibrated(&profiles, &[(1, 4, 4), (2, 8, 8)]);
     let half = calib::fp16::convert(&calibration.apply(&model).unwrap());
-    let logger = Logger::new(Severity::ERROR, |_, _| {}).unwrap();
-    let lib = Library::load().unwrap();
-    let builder = Builder::new(&lib, &logger).unwrap();
-    let network = builder.network_from_onnx(&half.to_bytes(), None).unwrap();
-    assert!(
-        network
-            .inputs()
-            .iter()
-            .all(|t| t.data_type == tensorrt_sys::DataType::FLOAT)
-    );
-    assert!(
-        network
-            .outputs()
-            .iter()
-            .all(|t| t.data_type == tensorrt_sys::DataType::FLOAT)
-    );
-    let mut config = builder.config().unwrap();
-    let mut p = builder.profile().unwrap();
-    for (name, r) in &profile.inputs {
-        p.set(name, &r.min, &r.opt, &r.max).unwrap();
-    }
-    config.add_profile(&p).unwrap();
-    config.set_optimization_level(0).unwrap();
-    assert!(builder.build_serialized(&network, &config).unwrap().len() > 1000);
+    let (size, errors) = build(&half, &profiles);
+    assert!(size > 1000);
+    assert!(errors.is_empty(), "TensorRT reported errors: {errors:?}");
 }

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use calib::synth::{seed_decoder, seed_samples};
+use calib::synth::{seed_decoder, seed_profile, seed_samples};
 use trt_build::{Builder, Int8, Method, Profile, ShapeRange};
 
 struct Fixture {
@@ -40,19 +40,7 @@ impl Fixture {
     }
 
     fn profile() -> Profile {
-        Profile::new()
-            .input(
-                "y_hat",
-                ShapeRange::new([1, 8, 4, 4], [2, 8, 6, 6], [3, 8, 8, 8]),
-            )
-            .input(
-                "q",
-                ShapeRange::new([1, 8, 1, 1], [2, 8, 1, 1], [3, 8, 1, 1]),
-            )
-            .input(
-                "dummy_input",
-                ShapeRange::new([1, 3, 15, 15], [2, 3, 23, 23], [3, 3, 31, 31]),
-            )
+        seed_profile([1, 2, 3], [4, 6, 8], 1)
     }
 
     /// A builder declaring the seed model with its out dir `out` and cache dir `cache`.

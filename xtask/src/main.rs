@@ -5,8 +5,9 @@
 //!   `trtx-sys` through cargo. Also keeps the TensorRT 11.4 headers of that package for the
 //!   compile check of the shim.
 //! - `example`: setup, then runs the example application (the README's main command).
-//! - `test`: setup, the bindings staleness check, the TensorRT 11.4 compile check, then
-//!   `cargo test --workspace` (the README's test command, run by `.ci/run`).
+//! - `test`: setup, the bindings staleness check, the TensorRT 11.4 compile check, `cargo
+//!   check` over the feature matrix, then `cargo test --workspace` (the README's test command,
+//!   run by `.ci/run`).
 //! - `bench`: the calibration benchmark against onnxruntime's `quantize_static` (installs
 //!   onnxruntime into `.trt/bench-venv`, builds `trt-calib` in release, runs
 //!   `bench/calibration.py`); results go to `target/bench-results.json`.
@@ -284,7 +285,25 @@ fn test() -> Result {
             root.join("target").join("trt-11.4-check"),
         ))?;
 
-    // 3. The whole suite, against TensorRT-RTX 1.7.
+    // 3. The feature matrix compiles: the runtime without its CPU backend, the GPU suite.
+    run(cargo().current_dir(&root).args([
+        "check",
+        "--quiet",
+        "--package",
+        "trt-runtime",
+        "--no-default-features",
+    ]))?;
+    run(cargo().current_dir(&root).args([
+        "check",
+        "--quiet",
+        "--package",
+        "tests",
+        "--features",
+        "gpu-tests",
+        "--tests",
+    ]))?;
+
+    // 4. The whole suite, against TensorRT-RTX 1.7.
     run(cargo().current_dir(&root).args(["test", "--workspace"]))
 }
 
