@@ -121,11 +121,11 @@ impl CpuModel {
         if let Some(p) = cache.get(sig) {
             return Ok(p.clone());
         }
-        if cache.len() < self.lazy_limit {
-            if let Ok(p) = self.concrete_plan(sig) {
-                cache.insert(sig.clone(), p.clone());
-                return Ok(p);
-            }
+        if cache.len() < self.lazy_limit
+            && let Ok(p) = self.concrete_plan(sig)
+        {
+            cache.insert(sig.clone(), p.clone());
+            return Ok(p);
         }
         drop(cache);
         self.symbolic

@@ -45,7 +45,7 @@ impl std::fmt::Display for BackendKind {
 enum Inner {
     Gpu(GpuBackend),
     #[cfg(feature = "cpu")]
-    Cpu(crate::cpu::CpuBackend),
+    Cpu(Box<crate::cpu::CpuBackend>),
 }
 
 /// A model ready to run: the manifest, the backend, and why the backend was chosen.
@@ -158,7 +158,7 @@ impl Session {
         let cpu = crate::cpu::CpuBackend::new(&manifest.name, onnx, outputs)?;
         Ok(Session {
             manifest,
-            inner: Inner::Cpu(cpu),
+            inner: Inner::Cpu(Box::new(cpu)),
             reason,
         })
     }
