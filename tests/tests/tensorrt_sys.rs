@@ -280,3 +280,45 @@ fn mismatched_library_version_is_reported_with_both_versions() {
         "header path missing: {e}"
     );
 }
+
+/// The timing cache round-trips through a build, and the FP16 builder flag reports that this
+/// flavor is always strongly typed instead of silently doing nothing.
+#[test]
+fn timing_cache_round_trips_and_fp16_flag_is_reported_unsupported() {
+    let (logger, _) = logger();
+    let builder = Builder::new(&library(), &logger).unwrap();
+    let network = builder.network_from_onnx(&two_input_onnx(), None).unwrap();
+    let mut profile = builder.profile().unwrap();
+    profile
+        .set("x", &[1, 3, 16, 16], &[1, 3, 16, 16], &[2, 3, 16, 16])
+        .unwrap();
+    profile.set("q", &[1, 8], &[1, 8], &[2, 8]).unwrap();
+    let mut config = builder.config().unwrap();
+    config.add_profile(&profile).unwrap();
+    config.set_timing_cache(&[]).unwrap();
+    config.set_optimization_level(0).unwrap();
+    builder.build_serialized(&network, &config).unwrap();
+    let cache = config.timing_cache().unwrap();
+    assert!(
+        !cache.is_empty(),
+        "a serialized timing cache has at least its header"
+    );
+    // A second config accepts the serialized cache.
+    let mut again = builder.config().unwrap();
+    again.set_timing_cache(&cache).unwrap();
+    // A garbage cache is refused, or ignored by flavors that deprecate timing caches; never a crash.
+    let mut bad = builder.config().unwrap();
+    let _ = bad.set_timing_cache(b"not a timing cache");
+
+    let mut fp16 = builder.config().unwrap();
+    match tensorrt_sys::header_flavor() {
+        tensorrt_sys::Flavor::Rtx => {
+            let e = fp16.set_fp16(true).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Unsupported);
+            assert!(e.message().contains("strongly typed"), "{e}");
+        }
+        tensorrt_sys::Flavor::TensorRt => {
+            let _ = fp16.set_fp16(true);
+        }
+    }
+}

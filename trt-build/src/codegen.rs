@@ -82,11 +82,16 @@ fn shape_doc(t: &TensorSpec) -> String {
         .iter()
         .map(|&d| if d < 0 { "?".into() } else { d.to_string() })
         .collect();
-    format!("`{}`: {} `[{}]`", t.name, t.dtype, dims.join(", "))
+    format!(" `{}`: {} `[{}]`", t.name, t.dtype, dims.join(", "))
 }
 
-/// Generates the module source for one model.
-pub(crate) fn generate(
+/// Generates the module source for one model (what `Builder` writes to `OUT_DIR/<name>.rs`).
+///
+/// # Errors
+///
+/// A declaration error when two tensor names become the same Rust field or a tensor has an
+/// element type the typed bindings do not support.
+pub fn generate(
     manifest: &Manifest,
     engine_path: &Path,
     onnx_path: Option<&Path>,
@@ -143,9 +148,9 @@ pub(crate) fn generate(
         }
         None => quote!(::core::option::Option::None),
     };
-    let manifest_json = manifest.to_json();
+    let manifest_json = serde_json::to_string(manifest).expect("a manifest always serializes");
     let module_doc = format!(
-        "`{model}`: {} engine ({} {}), {} input(s), {} output(s), {} optimization profile(s).",
+        " `{model}`: {} engine ({} {}), {} input(s), {} output(s), {} optimization profile(s).\n\n```text\n{manifest}```",
         manifest.precision,
         manifest.flavor,
         manifest.tensorrt_version,
