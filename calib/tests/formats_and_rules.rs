@@ -33,7 +33,7 @@ fn external_data_round_trips_and_a_missing_file_is_named() {
         model.to_bytes(),
         "external weights are read back exactly"
     );
-    assert_eq!(loaded.external_files(), [data.clone()]);
+    assert_eq!(loaded.external_files(), std::slice::from_ref(&data));
 
     std::fs::remove_file(&data).unwrap();
     let e = Model::load(&path).unwrap_err().to_string();

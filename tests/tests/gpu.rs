@@ -145,3 +145,52 @@ fn out_of_profile_input_is_refused_before_enqueue() {
     let e = gpu.run(&inputs).unwrap_err();
     assert_eq!(e.code(), trt_runtime::ErrorCode::InvalidInput, "{e}");
 }
+
+#[test]
+#[cfg_attr(
+    not(feature = "gpu-tests"),
+    ignore = "needs a GPU that TensorRT supports; run `cargo test -p tests --features gpu-tests --test gpu`"
+)]
+fn device_buffers_and_enqueued_calls_match_the_blocking_call() {
+    let gpu = gpu_session();
+    let samples = seed_samples(44, &[(2, 6, 6), (7, 12, 10)], 1);
+    let blocking: Vec<_> = samples.iter().map(|s| run(&gpu, s)).collect();
+
+    // Inputs already on the device, outputs kept there, then downloaded.
+    for (sample, expected) in samples.iter().zip(&blocking) {
+        let a = arrays(sample);
+        let device: Vec<(String, trt_runtime::DeviceTensor)> = a
+            .iter()
+            .map(|(n, x)| (n.clone(), gpu.upload(&x.view().into()).unwrap()))
+            .collect();
+        let refs: Vec<(&str, &trt_runtime::DeviceTensor)> =
+            device.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let outputs = gpu.run_device(&refs).unwrap();
+        let host = gpu.download(&outputs[0].1).unwrap();
+        let trt_runtime::OwnedTensor::F32(x) = host else {
+            panic!("x_hat is float32")
+        };
+        assert_eq!(&x, expected);
+    }
+
+    // Two calls in flight on separate contexts, then waited.
+    let a0 = arrays(&samples[0]);
+    let a1 = arrays(&samples[1]);
+    let c0: Vec<(&str, trt_runtime::TensorRef<'_>)> = a0
+        .iter()
+        .map(|(n, x)| (n.as_str(), x.view().into()))
+        .collect();
+    let c1: Vec<(&str, trt_runtime::TensorRef<'_>)> = a1
+        .iter()
+        .map(|(n, x)| (n.as_str(), x.view().into()))
+        .collect();
+    let (p0, p1) = (gpu.enqueue(&c0).unwrap(), gpu.enqueue(&c1).unwrap());
+    assert_eq!(
+        p1.wait().unwrap().take::<f32>("x_hat").unwrap(),
+        blocking[1]
+    );
+    assert_eq!(
+        p0.wait().unwrap().take::<f32>("x_hat").unwrap(),
+        blocking[0]
+    );
+}

@@ -289,3 +289,26 @@ fn a_session_serves_concurrent_calls() {
     });
     assert_eq!(serial, parallel);
 }
+
+/// The asynchronous API gives the blocking call's results; device-memory calls explain that
+/// they need the TensorRT backend when the session runs on the CPU.
+#[test]
+fn enqueue_then_wait_and_device_calls_on_the_cpu_backend() {
+    let s = cpu_session();
+    let (y, q, d) = inputs(3, 5, 7, 18, 26);
+    let call = [
+        ("y_hat", y.view().into()),
+        ("q", q.view().into()),
+        ("dummy_input", d.view().into()),
+    ];
+    let pending = s.enqueue(&call).unwrap();
+    let mut waited = pending.wait().unwrap();
+    let mut blocking = s.run(&call).unwrap();
+    assert_eq!(
+        waited.take::<f32>("x_hat").unwrap(),
+        blocking.take::<f32>("x_hat").unwrap()
+    );
+    let e = s.upload(&y.view().into()).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::BackendUnavailable);
+    assert!(e.message().contains("needs the TensorRT backend"), "{e}");
+}

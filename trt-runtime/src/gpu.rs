@@ -11,6 +11,7 @@ use trt_manifest::{Interface, Manifest, ProfileSpec, RangeSpec, TensorSpec};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::tensor::{Outputs, OwnedTensor, TensorRef, dtype_size};
+use crate::validate::TensorMeta;
 
 /// One execution context with its stream and the profile it is set to.
 struct Slot {
@@ -166,26 +167,47 @@ impl GpuBackend {
         })
     }
 
-    /// Runs on an execution context from the pool: uploads inputs, sets shapes and addresses,
-    /// enqueues, downloads outputs and synchronises the context's stream.
-    pub(crate) fn run(&self, profile: usize, inputs: &[(&str, TensorRef<'_>)]) -> Result<Outputs> {
-        let mut slot = self.slot()?;
-        let result = self.run_on(&mut slot, profile, inputs);
-        if result.is_ok() {
-            self.pool
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(slot);
-        }
-        result
+    fn release(&self, slot: Slot) {
+        self.pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(slot);
     }
 
-    fn run_on(
+    /// Copies a host tensor to the device (on the default stream, synchronised).
+    pub(crate) fn upload(&self, t: &TensorRef<'_>) -> Result<DeviceTensor> {
+        let stream = self.cuda.default_stream();
+        let buffer = stream
+            .clone_htod(&t.to_bytes())
+            .map_err(|e| cuda_error("uploading a tensor", e))?;
+        stream
+            .synchronize()
+            .map_err(|e| cuda_error("synchronising the upload", e))?;
+        Ok(DeviceTensor {
+            buffer,
+            shape: t.shape().to_vec(),
+            dtype: t.dtype().to_string(),
+        })
+    }
+
+    /// Copies a device tensor to the host.
+    pub(crate) fn download(&self, t: &DeviceTensor) -> Result<OwnedTensor> {
+        let stream = self.cuda.default_stream();
+        let bytes = stream
+            .clone_dtoh(&t.buffer)
+            .map_err(|e| cuda_error("downloading a tensor", e))?;
+        let n = t.shape.iter().product::<usize>() * dtype_size(&t.dtype).unwrap_or(1);
+        OwnedTensor::from_bytes(&t.dtype, &t.shape, &bytes[..n.min(bytes.len())])
+    }
+
+    /// Selects the profile, sets every input shape, allocates the outputs, binds every
+    /// address and enqueues on the slot's stream. Nothing is synchronised.
+    fn launch(
         &self,
         slot: &mut Slot,
         profile: usize,
-        inputs: &[(&str, TensorRef<'_>)],
-    ) -> Result<Outputs> {
+        inputs: &[(&str, &[usize], &CudaSlice<u8>)],
+    ) -> Result<Vec<DeviceTensor>> {
         let stream = slot.stream.clone();
         let raw_stream = stream.cu_stream() as *mut c_void;
         if slot.profile != Some(profile) {
@@ -193,15 +215,9 @@ impl GpuBackend {
             unsafe { slot.context.set_profile(profile, raw_stream)? };
             slot.profile = Some(profile);
         }
-        let mut buffers: Vec<(String, CudaSlice<u8>)> = Vec::new();
-        for (name, t) in inputs {
-            let dims: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
+        for (name, shape, _) in inputs {
+            let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
             slot.context.set_input_shape(name, &dims)?;
-            let bytes = t.to_bytes();
-            let buf = stream
-                .clone_htod(&bytes)
-                .map_err(|e| cuda_error(&format!("uploading input '{name}'"), e))?;
-            buffers.push((name.to_string(), buf));
         }
         let mut outputs = Vec::new();
         for spec in self.interface.outputs() {
@@ -219,39 +235,194 @@ impl GpuBackend {
                     format!("output '{}' has unsupported type {}", spec.name, spec.dtype),
                 )
             })?;
-            let n: usize = shape.iter().product::<usize>() * size;
-            let buf = stream
-                .alloc_zeros::<u8>(n.max(1))
+            let bytes = shape.iter().product::<usize>() * size;
+            let buffer = stream
+                .alloc_zeros::<u8>(bytes.max(1))
                 .map_err(|e| cuda_error(&format!("allocating output '{}'", spec.name), e))?;
-            buffers.push((spec.name.clone(), buf));
-            outputs.push((spec.name.clone(), spec.dtype.clone(), shape));
+            outputs.push((
+                spec.name.clone(),
+                DeviceTensor {
+                    buffer,
+                    shape,
+                    dtype: spec.dtype.clone(),
+                },
+            ));
         }
-        for (name, buf) in &buffers {
-            let (ptr, _sync) = buf.device_ptr(&stream);
-            // SAFETY: the buffer lives in `buffers` until after the stream is synchronised
-            // below, and was sized from the tensor's current shape and element type.
+        let bindings = inputs
+            .iter()
+            .map(|(n, _, b)| (*n, *b))
+            .chain(outputs.iter().map(|(n, t)| (n.as_str(), &t.buffer)));
+        for (name, buffer) in bindings {
+            let (ptr, _sync) = buffer.device_ptr(&stream);
+            // SAFETY: every buffer outlives the enqueued work: inputs are owned by the caller
+            // (or the in-flight call) until the stream is synchronised, outputs are returned.
+            // Sizes come from the tensors' current shapes and element types.
             unsafe { slot.context.set_tensor_address(name, ptr as *mut c_void)? };
         }
         // SAFETY: every I/O tensor is bound to a live buffer of the right size on `stream`.
         unsafe { slot.context.enqueue(raw_stream)? };
-        let mut result = Vec::new();
-        for (name, dtype, shape) in outputs {
-            let buf = &buffers
-                .iter()
-                .find(|(n, _)| *n == name)
-                .expect("allocated above")
-                .1;
-            let mut bytes = stream
-                .clone_dtoh(buf)
-                .map_err(|e| cuda_error(&format!("downloading output '{name}'"), e))?;
-            bytes.truncate(shape.iter().product::<usize>() * dtype_size(&dtype).unwrap_or(1));
-            result.push((name, OwnedTensor::from_bytes(&dtype, &shape, &bytes)?));
+        Ok(outputs.into_iter().map(|(_, t)| t).collect())
+    }
+
+    /// Uploads host inputs and enqueues; [`InFlight::wait`] synchronises and downloads.
+    pub(crate) fn enqueue(
+        &self,
+        profile: usize,
+        inputs: &[(&str, TensorRef<'_>)],
+    ) -> Result<InFlight<'_>> {
+        let mut slot = self.slot()?;
+        let mut uploaded = Vec::new();
+        for (name, t) in inputs {
+            let buffer = slot
+                .stream
+                .clone_htod(&t.to_bytes())
+                .map_err(|e| cuda_error(&format!("uploading input '{name}'"), e))?;
+            uploaded.push((name.to_string(), t.shape().to_vec(), buffer));
         }
-        stream
+        let views: Vec<(&str, &[usize], &CudaSlice<u8>)> = uploaded
+            .iter()
+            .map(|(n, s, b)| (n.as_str(), s.as_slice(), b))
+            .collect();
+        let outputs = self.launch(&mut slot, profile, &views)?;
+        Ok(InFlight {
+            backend: self,
+            slot: Some(slot),
+            inputs: uploaded,
+            outputs,
+        })
+    }
+
+    /// Runs with inputs already on the device (no copy) and keeps the outputs there.
+    pub(crate) fn run_device(
+        &self,
+        profile: usize,
+        inputs: &[(&str, &DeviceTensor)],
+    ) -> Result<Vec<(String, DeviceTensor)>> {
+        let mut slot = self.slot()?;
+        let views: Vec<(&str, &[usize], &CudaSlice<u8>)> = inputs
+            .iter()
+            .map(|(n, t)| (*n, t.shape.as_slice(), &t.buffer))
+            .collect();
+        let outputs = self.launch(&mut slot, profile, &views)?;
+        slot.stream
             .synchronize()
             .map_err(|e| cuda_error("synchronising the stream", e))?;
-        drop(buffers);
+        self.release(slot);
+        Ok(self
+            .interface
+            .outputs()
+            .map(|s| s.name.clone())
+            .zip(outputs)
+            .collect())
+    }
+}
+
+/// A tensor in the GPU's memory (TensorRT backend), with its shape and element type.
+#[derive(Debug)]
+pub struct DeviceTensor {
+    buffer: CudaSlice<u8>,
+    shape: Vec<usize>,
+    dtype: String,
+}
+
+impl DeviceTensor {
+    /// Wraps a device buffer holding a row-major tensor.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorCode::InvalidInput`] when the buffer is smaller than the shape needs or the
+    /// element type is unknown.
+    pub fn from_buffer(
+        buffer: CudaSlice<u8>,
+        dtype: &str,
+        shape: Vec<usize>,
+    ) -> Result<DeviceTensor> {
+        let size = dtype_size(dtype).ok_or_else(|| {
+            Error::new(
+                ErrorCode::InvalidInput,
+                format!("unknown element type {dtype}"),
+            )
+        })?;
+        let needed = shape.iter().product::<usize>() * size;
+        if buffer.len() < needed {
+            return Err(Error::new(
+                ErrorCode::InvalidInput,
+                format!(
+                    "a {dtype} tensor of shape {shape:?} needs {needed} bytes, the buffer has {}",
+                    buffer.len()
+                ),
+            ));
+        }
+        Ok(DeviceTensor {
+            buffer,
+            shape,
+            dtype: dtype.to_string(),
+        })
+    }
+
+    /// The device buffer.
+    pub fn buffer(&self) -> &CudaSlice<u8> {
+        &self.buffer
+    }
+
+    /// The device buffer, by value.
+    pub fn into_buffer(self) -> CudaSlice<u8> {
+        self.buffer
+    }
+}
+
+impl TensorMeta for DeviceTensor {
+    fn dtype(&self) -> &str {
+        &self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+}
+
+/// A call enqueued on a context's stream, not yet synchronised.
+pub(crate) struct InFlight<'a> {
+    backend: &'a GpuBackend,
+    slot: Option<Slot>,
+    // Kept alive until the stream is synchronised.
+    inputs: Vec<(String, Vec<usize>, CudaSlice<u8>)>,
+    outputs: Vec<DeviceTensor>,
+}
+
+impl InFlight<'_> {
+    /// Waits for the call and downloads its outputs.
+    pub(crate) fn wait(mut self) -> Result<Outputs> {
+        let slot = self.slot.take().expect("present until waited or dropped");
+        let mut result = Vec::new();
+        for (spec, t) in self.backend.interface.outputs().zip(&self.outputs) {
+            let bytes = slot
+                .stream
+                .clone_dtoh(&t.buffer)
+                .map_err(|e| cuda_error(&format!("downloading output '{}'", spec.name), e))?;
+            let n = t.shape.iter().product::<usize>() * dtype_size(&t.dtype).unwrap_or(1);
+            result.push((
+                spec.name.clone(),
+                OwnedTensor::from_bytes(&t.dtype, &t.shape, &bytes[..n.min(bytes.len())])?,
+            ));
+        }
+        slot.stream
+            .synchronize()
+            .map_err(|e| cuda_error("synchronising the stream", e))?;
+        self.inputs.clear();
+        self.backend.release(slot);
         Ok(Outputs::new(result))
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        // Not waited: finish the work before the buffers are freed; the context is only
+        // reused if the stream synchronised cleanly.
+        if let Some(slot) = self.slot.take()
+            && slot.stream.synchronize().is_ok()
+        {
+            self.backend.release(slot);
+        }
     }
 }
 

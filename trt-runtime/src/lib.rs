@@ -32,6 +32,13 @@
 //! [`Session::backend`] and [`Session::backend_reason`]; [`Backend::TensorRt`] and
 //! [`Backend::Cpu`] force one.
 //!
+//! # Device memory and asynchronous calls
+//!
+//! [`Session::enqueue`] returns a [`Pending`] call that [`Pending::wait`] synchronises;
+//! [`Session::run`] is both in one. [`Session::run_device`] takes [`DeviceTensor`] inputs
+//! already in GPU memory (no copy) and leaves the outputs there; [`Session::upload`] and
+//! [`Session::download`] move tensors across. These paths need the TensorRT backend.
+//!
 //! # Threads
 //!
 //! [`Session`] is `Send + Sync`. On TensorRT every call takes an execution context and its own
@@ -59,10 +66,11 @@ mod tensor;
 mod validate;
 
 pub use error::{Error, ErrorCode, Result};
-pub use session::{Backend, BackendKind, Session};
+pub use gpu::DeviceTensor;
+pub use session::{Backend, BackendKind, Pending, Session};
 pub use tensor::{Element, Outputs, OwnedTensor, TensorRef, dtype_size};
 pub use trt_manifest::{Interface, Manifest};
-pub use validate::select_profile;
+pub use validate::{TensorMeta, select_profile};
 
 /// Checks an engine's reported interface against a manifest (what [`Session::new`] does after
 /// deserializing), for tools and tests.

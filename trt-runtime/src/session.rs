@@ -6,8 +6,8 @@ use sha2::{Digest, Sha256};
 use trt_manifest::Manifest;
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::gpu::GpuBackend;
-use crate::tensor::{Outputs, TensorRef};
+use crate::gpu::{DeviceTensor, GpuBackend};
+use crate::tensor::{Outputs, OwnedTensor, TensorRef};
 use crate::validate::select_profile;
 
 /// Which backend to use.
@@ -200,17 +200,111 @@ impl Session {
         select_profile(&self.manifest.interface, inputs)
     }
 
-    /// Runs one call and waits for it (inputs are validated first).
+    /// Runs one call and waits for it (inputs are validated first): [`Session::enqueue`]
+    /// followed by [`Pending::wait`].
     ///
     /// # Errors
     ///
     /// As [`Session::validate`], plus backend failures.
     pub fn run(&self, inputs: &[(&str, TensorRef<'_>)]) -> Result<Outputs> {
+        self.enqueue(inputs)?.wait()
+    }
+
+    /// Validates the inputs, copies them to the device and enqueues the call on an
+    /// execution context's own stream, without waiting. The host arrays may be reused as soon
+    /// as this returns; [`Pending::wait`] synchronises and returns the outputs. On the CPU
+    /// backend the call runs here and `wait` returns at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::validate`], plus backend failures.
+    pub fn enqueue(&self, inputs: &[(&str, TensorRef<'_>)]) -> Result<Pending<'_>> {
         let profile = self.validate(inputs)?;
+        Ok(Pending {
+            inner: match &self.inner {
+                Inner::Gpu(gpu) => PendingInner::Gpu(gpu.enqueue(profile, inputs)?),
+                #[cfg(feature = "cpu")]
+                Inner::Cpu(cpu) => PendingInner::Ready(cpu.run(inputs)?),
+            },
+        })
+    }
+
+    fn gpu_only(&self, what: &str) -> Result<&GpuBackend> {
+        let _ = what; // used only with the CPU backend compiled in
         match &self.inner {
-            Inner::Gpu(gpu) => gpu.run(profile, inputs),
+            Inner::Gpu(gpu) => Ok(gpu),
             #[cfg(feature = "cpu")]
-            Inner::Cpu(cpu) => cpu.run(inputs),
+            Inner::Cpu(_) => Err(Error::new(
+                ErrorCode::BackendUnavailable,
+                format!(
+                    "{what} needs the TensorRT backend; this session runs on the CPU ({})",
+                    self.reason
+                ),
+            )),
+        }
+    }
+
+    /// Copies a host tensor into device memory (TensorRT backend).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorCode::BackendUnavailable`] on the CPU backend; CUDA failures.
+    pub fn upload(&self, tensor: &TensorRef<'_>) -> Result<DeviceTensor> {
+        self.gpu_only("upload")?.upload(tensor)
+    }
+
+    /// Copies a device tensor back to the host.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorCode::BackendUnavailable`] on the CPU backend; CUDA failures.
+    pub fn download(&self, tensor: &DeviceTensor) -> Result<OwnedTensor> {
+        self.gpu_only("download")?.download(tensor)
+    }
+
+    /// Runs with inputs already in device memory (no copy) and keeps the outputs there;
+    /// validated like [`Session::run`], synchronised before returning.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::validate`]; [`ErrorCode::BackendUnavailable`] on the CPU backend.
+    pub fn run_device(
+        &self,
+        inputs: &[(&str, &DeviceTensor)],
+    ) -> Result<Vec<(String, DeviceTensor)>> {
+        let profile = select_profile(&self.manifest.interface, inputs)?;
+        self.gpu_only("run_device")?.run_device(profile, inputs)
+    }
+}
+
+/// A call enqueued by [`Session::enqueue`].
+pub struct Pending<'a> {
+    inner: PendingInner<'a>,
+}
+
+enum PendingInner<'a> {
+    Gpu(crate::gpu::InFlight<'a>),
+    #[cfg_attr(not(feature = "cpu"), allow(dead_code))]
+    Ready(Outputs),
+}
+
+impl std::fmt::Debug for Pending<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").finish_non_exhaustive()
+    }
+}
+
+impl Pending<'_> {
+    /// Waits for the call (synchronises its stream) and returns the outputs. Dropping a
+    /// `Pending` without waiting also synchronises, so buffers never outlive the work.
+    ///
+    /// # Errors
+    ///
+    /// CUDA or TensorRT failures of the enqueued work.
+    pub fn wait(self) -> Result<Outputs> {
+        match self.inner {
+            PendingInner::Gpu(in_flight) => in_flight.wait(),
+            PendingInner::Ready(outputs) => Ok(outputs),
         }
     }
 }

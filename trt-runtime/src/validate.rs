@@ -6,13 +6,39 @@ use trt_manifest::{Interface, shape_text};
 use crate::error::{Error, ErrorCode, Result};
 use crate::tensor::TensorRef;
 
+/// What validation needs of a tensor: its element type and shape (host or device).
+pub trait TensorMeta {
+    /// Element type name (`float32`, …).
+    fn dtype(&self) -> &str;
+    /// Shape.
+    fn shape(&self) -> &[usize];
+}
+
+impl TensorMeta for TensorRef<'_> {
+    fn dtype(&self) -> &str {
+        TensorRef::dtype(self)
+    }
+    fn shape(&self) -> &[usize] {
+        TensorRef::shape(self)
+    }
+}
+
+impl<T: TensorMeta> TensorMeta for &T {
+    fn dtype(&self) -> &str {
+        (**self).dtype()
+    }
+    fn shape(&self) -> &[usize] {
+        (**self).shape()
+    }
+}
+
 /// Validates `inputs` and returns the index of the first profile they all fit.
 ///
 /// # Errors
 ///
 /// [`ErrorCode::InvalidInput`] naming the input, the dimension, the value and the allowed
 /// range (of every profile, when there are several).
-pub fn select_profile(interface: &Interface, inputs: &[(&str, TensorRef<'_>)]) -> Result<usize> {
+pub fn select_profile<T: TensorMeta>(interface: &Interface, inputs: &[(&str, T)]) -> Result<usize> {
     let invalid = |m: String| Error::new(ErrorCode::InvalidInput, m);
     for (name, _) in inputs {
         if interface.inputs().all(|t| t.name != *name) {
@@ -137,18 +163,19 @@ mod tests {
     fn inputs_select_the_profile_they_fit() {
         let i = interface();
         assert_eq!(
-            select_profile(&i, &[("x", x(&[2, 8]).view().into())]).unwrap(),
+            select_profile::<TensorRef<'_>>(&i, &[("x", x(&[2, 8]).view().into())]).unwrap(),
             0
         );
         assert_eq!(
-            select_profile(&i, &[("x", x(&[9, 8]).view().into())]).unwrap(),
+            select_profile::<TensorRef<'_>>(&i, &[("x", x(&[9, 8]).view().into())]).unwrap(),
             1
         );
     }
 
     #[test]
     fn out_of_profile_names_input_dimension_value_and_ranges() {
-        let e = select_profile(&interface(), &[("x", x(&[20, 8]).view().into())]).unwrap_err();
+        let e = select_profile::<TensorRef<'_>>(&interface(), &[("x", x(&[20, 8]).view().into())])
+            .unwrap_err();
         assert_eq!(e.code(), ErrorCode::InvalidInput);
         assert_eq!(
             e.message(),
