@@ -335,3 +335,39 @@ fn copy_dir(from: &Path, to: &Path) {
         std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
 }
+
+#[test]
+fn a_flavor_other_than_the_headers_is_a_declaration_error_and_progress_is_logged() {
+    let f = Fixture::new();
+    let (out, cache) = (f.path("out"), f.path("cache"));
+    let other = match tensorrt_sys::header_flavor() {
+        tensorrt_sys::Flavor::Rtx => tensorrt_sys::Flavor::TensorRt,
+        tensorrt_sys::Flavor::TensorRt => tensorrt_sys::Flavor::Rtx,
+    };
+    let e = f
+        .builder(&out, &cache)
+        .flavor(other)
+        .try_build()
+        .unwrap_err();
+    assert!(
+        e.is_declaration() && e.message().contains(tensorrt_sys::HEADER_INCLUDE_DIR),
+        "{e}"
+    );
+    f.builder(&out, &cache)
+        .flavor(tensorrt_sys::header_flavor())
+        .try_build()
+        .unwrap();
+    let log = log(&out);
+    assert!(
+        log.contains("seed: calibration pass 1/2: 1/5 samples"),
+        "{log}"
+    );
+    assert!(
+        log.contains("seed: calibration pass 2/2: 5/5 samples"),
+        "{log}"
+    );
+    assert!(
+        log.contains("phase start:"),
+        "TensorRT's build phases are logged:\n{log}"
+    );
+}

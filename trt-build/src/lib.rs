@@ -267,6 +267,7 @@ pub struct Builder {
     workspace_limit: Option<usize>,
     embed_onnx: bool,
     tensorrt_lib_dir: Option<PathBuf>,
+    flavor: Option<tensorrt_sys::Flavor>,
 }
 
 impl Default for Builder {
@@ -288,6 +289,7 @@ impl Builder {
             workspace_limit: None,
             embed_onnx: true,
             tensorrt_lib_dir: None,
+            flavor: None,
         }
     }
 
@@ -348,6 +350,14 @@ impl Builder {
         self
     }
 
+    /// Requires this TensorRT flavor (TensorRT or TensorRT-RTX). The flavor is fixed when
+    /// `tensorrt-sys` is compiled (from the headers found); a mismatch is a declaration error
+    /// that says which headers were found, instead of an engine for the wrong runtime.
+    pub fn flavor(&mut self, flavor: tensorrt_sys::Flavor) -> &mut Self {
+        self.flavor = Some(flavor);
+        self
+    }
+
     /// Opens TensorRT only from this folder (default: `tensorrt-sys`'s search order:
     /// `TENSORRT_LIB_DIR`, `TENSORRT_ROOT/lib`, the build-time folder, the system path).
     pub fn tensorrt_lib_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
@@ -394,6 +404,20 @@ impl Builder {
             .or_else(|| cargo.env("TRT_BUILD_PREBUILT_DIR").map(PathBuf::from));
         for var in ["TENSORRT_LIB_DIR", "TENSORRT_ROOT"] {
             cargo.env(var);
+        }
+        if let Some(wanted) = self.flavor
+            && wanted != tensorrt_sys::header_flavor()
+        {
+            return Err(Error::new(
+                Kind::Declaration,
+                format!(
+                    "the build asks for {wanted} but tensorrt-sys was compiled against the {} {} headers in {}; \
+                     point TENSORRT_ROOT (or TENSORRT_INCLUDE_DIR) at {wanted}",
+                    tensorrt_sys::header_flavor(),
+                    tensorrt_sys::format_version(tensorrt_sys::header_version()),
+                    tensorrt_sys::HEADER_INCLUDE_DIR
+                ),
+            ));
         }
         let mut names = std::collections::BTreeSet::new();
         for m in &self.models {
@@ -645,7 +669,21 @@ impl Builder {
         let (onnx, calibration) = match (&m.precision, sources) {
             (Precision::Int8(int8), Some((calibration_source, held_out))) => {
                 let t = Instant::now();
-                let calibrator = self.calibrator(model, int8, &m.profiles);
+                // Progress goes to the build log: every pass's start and every tenth of it.
+                let progress = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+                let (sink, label) = (progress.clone(), name.to_string());
+                let calibrator = self
+                    .calibrator(model, int8, &m.profiles)
+                    .on_progress(move |p| {
+                        let step = (p.total / 10).max(1);
+                        if p.done == 1 || p.done % step == 0 || p.done == p.total {
+                            let mut text = sink.lock().unwrap_or_else(|e| e.into_inner());
+                            text.push_str(&format!(
+                                "{label}: calibration pass {}/{}: {}/{} samples\n",
+                                p.pass, p.passes, p.done, p.total
+                            ));
+                        }
+                    });
                 let calib_dir = cache_dir.join("calibrations");
                 let fingerprint = calibrator
                     .fingerprint(&calibration_source)
@@ -674,6 +712,7 @@ impl Builder {
                 } else {
                     None
                 };
+                log.push_str(&progress.lock().unwrap_or_else(|e| e.into_inner()));
                 log.push_str(&format!(
                     "{name}: calibration ({}) on {} samples {} in {:.2} s\n",
                     calibration.method.name(),
