@@ -232,15 +232,30 @@ impl<'m> Calibrator<'m> {
         source: &Source,
         cache: impl AsRef<Path>,
     ) -> Result<(Calibration, bool)> {
-        let cache = cache.as_ref();
         let fingerprint = self.fingerprint(source)?;
+        self.run_cached_with(source, cache, fingerprint)
+    }
+
+    /// [`Calibrator::run_cached`] with a fingerprint the caller already computed with
+    /// [`Calibrator::fingerprint`] (hashing reads every data file, so do it once).
+    ///
+    /// # Errors
+    ///
+    /// As [`Calibrator::run`].
+    pub fn run_cached_with(
+        &self,
+        source: &Source,
+        cache: impl AsRef<Path>,
+        fingerprint: String,
+    ) -> Result<(Calibration, bool)> {
+        let cache = cache.as_ref();
         if let Ok(previous) = Calibration::load(cache)
             && previous.fingerprint == fingerprint
             && previous.format_version == FORMAT_VERSION
         {
             return Ok((previous, true));
         }
-        let calibration = self.run(source)?;
+        let calibration = self.run_with(source, fingerprint)?;
         calibration.save(cache)?;
         Ok((calibration, false))
     }
@@ -252,12 +267,15 @@ impl<'m> Calibrator<'m> {
     /// [`Error::Profile`] for profiles that do not match the model, [`Error::EmptySource`],
     /// [`Error::Sample`] for the first bad sample, [`Error::Inference`] when tract fails.
     pub fn run(&self, source: &Source) -> Result<Calibration> {
+        self.run_with(source, self.fingerprint(source)?)
+    }
+
+    fn run_with(&self, source: &Source, fingerprint: String) -> Result<Calibration> {
         self.method.check()?;
         let inputs = self.model.inputs()?;
         validate_profiles(&inputs, &self.profiles)?;
         let placement = qdq::place(self.model, &self.exclusions)?;
         let refs = source.list()?;
-        let fingerprint = self.fingerprint(source)?;
         let tensors = placement.activation_tensors();
         let mut cpu = CpuModel::new(self.model, &tensors)?;
         let first_extra = cpu.output_names().len() - tensors.len();

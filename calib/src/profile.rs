@@ -293,3 +293,45 @@ pub fn validate_profiles(inputs: &[TensorInfo], profiles: &[Profile]) -> Result<
     }
     Ok(())
 }
+
+/// Pairs of profiles whose ranges overlap on every input (legal in TensorRT, but a call that
+/// fits both always takes the lower index, so the other profile's kernels never see it).
+pub fn overlapping_profiles(profiles: &[Profile]) -> Vec<(usize, usize)> {
+    let overlaps = |a: &Profile, b: &Profile| {
+        a.inputs.iter().all(|(name, ra)| {
+            b.inputs.get(name).is_none_or(|rb| {
+                ra.min
+                    .iter()
+                    .zip(&ra.max)
+                    .zip(rb.min.iter().zip(&rb.max))
+                    .all(|((amin, amax), (bmin, bmax))| amin <= bmax && bmin <= amax)
+            })
+        })
+    };
+    let mut out = Vec::new();
+    for i in 0..profiles.len() {
+        for j in i + 1..profiles.len() {
+            if overlaps(&profiles[i], &profiles[j]) {
+                out.push((i, j));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlapping_profiles_are_found() {
+        let p = |min: i64, max: i64| {
+            Profile::new().input("x", ShapeRange::new([min, 8], [min, 8], [max, 8]))
+        };
+        assert_eq!(overlapping_profiles(&[p(1, 4), p(5, 8)]), vec![]);
+        assert_eq!(
+            overlapping_profiles(&[p(1, 4), p(4, 8), p(9, 9)]),
+            vec![(0, 1)]
+        );
+    }
+}

@@ -287,9 +287,9 @@ impl fmt::Debug for Builder {
     }
 }
 
-// SAFETY: an `IBuilder` may be used from any thread, one thread at a time; `Builder` is not
-// `Sync`, and all methods that mutate take `&self` only because the shim serialises nothing
-// itself, so we keep it `!Sync`.
+// SAFETY: an `IBuilder` is not tied to the thread that created it; `Builder` is `Send` but
+// not `Sync`, so it is used by one thread at a time, and the entry points and logger it refers
+// to are kept alive by the `Arc`s it holds.
 unsafe impl Send for Builder {}
 
 impl Builder {

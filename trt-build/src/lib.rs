@@ -469,6 +469,11 @@ impl Builder {
             .map_err(|e| Error::declaration(name, e))?;
         calib::profile::validate_profiles(&inputs, &m.profiles)
             .map_err(|e| Error::declaration(name, e))?;
+        for (a, b) in calib::profile::overlapping_profiles(&m.profiles) {
+            cargo.warning(&format!(
+                "trt-build: {name}: profiles {a} and {b} overlap; calls that fit both use profile {a}"
+            ));
+        }
         let options = EngineOptions {
             optimization_level: m.optimization_level.or(self.optimization_level),
             workspace_limit: m.workspace_limit.or(self.workspace_limit),
@@ -520,17 +525,16 @@ impl Builder {
                         .map_err(|e| Error::declaration(name, e))?,
                 };
                 let calibrator = self.calibrator(&model, int8, &m.profiles);
-                key.update(
-                    calibrator
-                        .fingerprint(&calibration)
-                        .map_err(|e| Error::calibration(name, e))?,
-                );
+                let fingerprint = calibrator
+                    .fingerprint(&calibration)
+                    .map_err(|e| Error::calibration(name, e))?;
+                key.update(&fingerprint);
                 if let Some(r) = &int8.report {
                     for f in r.files().map_err(|e| Error::declaration(name, e))? {
                         cargo.rerun_if_changed(&f);
                     }
                 }
-                calibrator_sources = Some((calibration, held_out));
+                calibrator_sources = Some((calibration, held_out, fingerprint));
             }
             Precision::Fp16 | Precision::Fp32 => key.update(model.to_bytes()),
         }
@@ -658,7 +662,7 @@ impl Builder {
         model: &calib::Model,
         key: &str,
         options: &EngineOptions,
-        sources: Option<(Source, Source)>,
+        sources: Option<(Source, Source, String)>,
         cache_dir: &Path,
         library: &std::sync::Arc<tensorrt_sys::Library>,
         cargo: &Cargo,
@@ -667,7 +671,7 @@ impl Builder {
         let name = m.name.as_str();
         let mut files: Vec<(&str, Vec<u8>)> = Vec::new();
         let (onnx, calibration) = match (&m.precision, sources) {
-            (Precision::Int8(int8), Some((calibration_source, held_out))) => {
+            (Precision::Int8(int8), Some((calibration_source, held_out, fingerprint))) => {
                 let t = Instant::now();
                 // Progress goes to the build log: every pass's start and every tenth of it.
                 let progress = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
@@ -685,13 +689,11 @@ impl Builder {
                         }
                     });
                 let calib_dir = cache_dir.join("calibrations");
-                let fingerprint = calibrator
-                    .fingerprint(&calibration_source)
-                    .map_err(|e| Error::calibration(name, e))?;
                 let (calibration, reused) = calibrator
-                    .run_cached(
+                    .run_cached_with(
                         &calibration_source,
                         calib_dir.join(format!("{fingerprint}.json")),
+                        fingerprint,
                     )
                     .map_err(|e| Error::calibration(name, e))?;
                 for w in &calibration.warnings {
