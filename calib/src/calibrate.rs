@@ -435,10 +435,23 @@ impl<'m> Calibrator<'m> {
         let outputs = cpu.run(&sample)?;
         let mut stats = template.to_vec();
         for (s, &i) in stats.iter_mut().zip(index) {
-            s.observe(&to_f32(&outputs[i])?);
+            observe(s, &outputs[i])?;
         }
         Ok(stats)
     }
+}
+
+/// Feeds one tensor to the statistics, reading float32 data in place (no copy).
+fn observe(stats: &mut TensorStats, t: &tract_onnx::prelude::Tensor) -> Result<()> {
+    if t.datum_type() == tract_onnx::prelude::DatumType::F32
+        && let Ok(view) = t.to_plain_array_view::<f32>()
+        && let Some(values) = view.as_slice()
+    {
+        stats.observe(values);
+        return Ok(());
+    }
+    stats.observe(&to_f32(t)?);
+    Ok(())
 }
 
 /// Warnings when samples do not cover the profiles: a profile no sample fits, or a dynamic
