@@ -209,11 +209,15 @@ impl<'m> Calibrator<'m> {
                     }
                 }
             }
-            Source::Memory(samples) => {
-                for s in samples {
-                    for (name, t) in s.tensors() {
+            Source::Memory(_) | Source::Generated(_) => {
+                // Streams: one sample at a time, hashed by name, element type, shape, bytes.
+                let inputs = self.model.inputs()?;
+                for r in source.list()? {
+                    let sample = source.load(&r, &inputs)?;
+                    for (name, t) in sample.tensors() {
                         h.update(name.as_bytes());
-                        h.update(format!("{:?}{:?}", t.shape(), t.data()).as_bytes());
+                        h.update(format!("{}{:?}", t.elem_type(), t.shape()).as_bytes());
+                        h.update(t.to_le_bytes());
                     }
                 }
             }

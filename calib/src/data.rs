@@ -120,6 +120,24 @@ impl HostTensor {
         }
     }
 
+    /// Row-major little-endian bytes of the values (for fingerprints).
+    pub fn to_le_bytes(&self) -> Vec<u8> {
+        match &self.data {
+            TensorData::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
+            TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            TensorData::F16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            TensorData::F64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            TensorData::I8(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            TensorData::U8(v) => v.clone(),
+            TensorData::I16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            TensorData::U16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            TensorData::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            TensorData::U32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            TensorData::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            TensorData::U64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        }
+    }
+
     /// Index of the first NaN or infinite value, if any.
     pub fn first_non_finite(&self) -> Option<usize> {
         match &self.data {
@@ -486,6 +504,27 @@ pub enum Source {
     Memory(Vec<Sample>),
     /// An explicit list of file samples (a part of a [`Source::Path`], see [`Source::split`]).
     Files(Vec<SampleRef>),
+    /// Samples made on demand by code, one at a time (streaming: nothing is kept). See
+    /// [`Source::generated`].
+    Generated(Generator),
+}
+
+type MakeSample = dyn Fn(usize) -> Sample + Send + Sync;
+
+/// Samples produced on demand by a function of the sample index; it must return the same
+/// sample for the same index (calibration reads each sample more than once).
+#[derive(Clone)]
+pub struct Generator {
+    make: std::sync::Arc<MakeSample>,
+    indices: Vec<usize>,
+}
+
+impl fmt::Debug for Generator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Generator")
+            .field("samples", &self.indices.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// One located sample of a [`Source`], not yet read.
@@ -497,15 +536,30 @@ pub enum SampleRef {
     Npz(PathBuf),
     /// An in-memory sample (index into [`Source::Memory`]).
     Memory(usize),
+    /// A generated sample (index passed to the generator).
+    Generated(usize),
 }
 
 impl Source {
+    /// `count` samples made on demand by `make(index)`, for build scripts and tests that
+    /// produce data in code without holding it all in memory.
+    pub fn generated(
+        count: usize,
+        make: impl Fn(usize) -> Sample + Send + Sync + 'static,
+    ) -> Source {
+        Source::Generated(Generator {
+            make: std::sync::Arc::new(make),
+            indices: (0..count).collect(),
+        })
+    }
+
     /// Description for messages.
     pub fn describe(&self) -> String {
         match self {
             Source::Path(p) => p.display().to_string(),
             Source::Memory(v) => format!("in-memory ({} samples)", v.len()),
             Source::Files(v) => format!("{} listed samples", v.len()),
+            Source::Generated(g) => format!("generated ({} samples)", g.indices.len()),
         }
     }
 
@@ -527,6 +581,17 @@ impl Source {
                     Source::Memory(a.into_iter().map(|x| x.1).collect()),
                     Source::Memory(b.into_iter().map(|x| x.1).collect()),
                 ))
+            }
+            Source::Generated(g) => {
+                let (a, b): (Vec<_>, Vec<_>) =
+                    g.indices.iter().enumerate().partition(|(i, _)| !held(*i));
+                let part = |v: Vec<(usize, &usize)>| {
+                    Source::Generated(Generator {
+                        make: g.make.clone(),
+                        indices: v.into_iter().map(|x| *x.1).collect(),
+                    })
+                };
+                Ok((part(a), part(b)))
             }
             _ => {
                 let refs = self.list()?;
@@ -550,6 +615,7 @@ impl Source {
             Source::Memory(v) => (0..v.len()).map(SampleRef::Memory).collect(),
             Source::Path(path) => list_path(path)?,
             Source::Files(v) => v.clone(),
+            Source::Generated(g) => g.indices.iter().map(|&i| SampleRef::Generated(i)).collect(),
         };
         if refs.is_empty() {
             return Err(Error::EmptySource {
@@ -566,7 +632,7 @@ impl Source {
     /// [`Error::Io`] for an unreadable directory.
     pub fn files(&self) -> Result<Vec<PathBuf>> {
         match self {
-            Source::Memory(_) => Ok(Vec::new()),
+            Source::Memory(_) | Source::Generated(_) => Ok(Vec::new()),
             Source::Files(refs) => {
                 let mut files = Vec::new();
                 for r in refs {
@@ -604,9 +670,18 @@ impl Source {
     pub fn load(&self, sample: &SampleRef, inputs: &[TensorInfo]) -> Result<Sample> {
         match sample {
             SampleRef::Memory(i) => match self {
-                Source::Memory(v) => Ok(v[*i].clone()),
+                Source::Memory(v) => v
+                    .get(*i)
+                    .cloned()
+                    .ok_or_else(|| Error::options(format!("no in-memory sample #{i}"))),
                 _ => Err(Error::options(
-                    "in-memory sample reference used with a file source",
+                    "in-memory sample reference used with another source",
+                )),
+            },
+            SampleRef::Generated(i) => match self {
+                Source::Generated(g) => Ok((g.make)(*i)),
+                _ => Err(Error::options(
+                    "generated sample reference used with another source",
                 )),
             },
             SampleRef::NpyDir(dir) => {
@@ -708,7 +783,7 @@ impl SampleRef {
     pub fn id(&self) -> String {
         match self {
             SampleRef::NpyDir(p) | SampleRef::Npz(p) => p.display().to_string(),
-            SampleRef::Memory(i) => format!("#{i}"),
+            SampleRef::Memory(i) | SampleRef::Generated(i) => format!("#{i}"),
         }
     }
 }

@@ -312,3 +312,33 @@ fn enqueue_then_wait_and_device_calls_on_the_cpu_backend() {
     assert_eq!(e.code(), ErrorCode::BackendUnavailable);
     assert!(e.message().contains("needs the TensorRT backend"), "{e}");
 }
+
+/// A call can be pinned to a profile; inputs outside that profile are refused with its range
+/// even when another profile would fit them.
+#[test]
+fn calls_can_choose_their_profile() {
+    let s = cpu_session();
+    let (y, q, d) = inputs(5, 8, 8, 31, 31);
+    let call = [
+        ("y_hat", y.view().into()),
+        ("q", q.view().into()),
+        ("dummy_input", d.view().into()),
+    ];
+    s.run_in_profile(1, &call).unwrap();
+    let e = s.run_in_profile(0, &call).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidInput);
+    assert!(
+        e.message().contains("dimension 0 is 5") && e.message().contains("profile 0: 1..=4"),
+        "{e}"
+    );
+    assert!(
+        !e.message().contains("profile 1"),
+        "only the chosen profile is named: {e}"
+    );
+    let e = s.run_in_profile(7, &call).unwrap_err();
+    assert!(
+        e.message()
+            .contains("profile 7 does not exist; the engine has 2"),
+        "{e}"
+    );
+}

@@ -70,7 +70,7 @@ pub use gpu::DeviceTensor;
 pub use session::{Backend, BackendKind, Pending, Session};
 pub use tensor::{Element, Outputs, OwnedTensor, TensorRef, dtype_size};
 pub use trt_manifest::{Interface, Manifest};
-pub use validate::{TensorMeta, select_profile};
+pub use validate::{TensorMeta, check_profile, select_profile};
 
 /// Checks an engine's reported interface against a manifest (what [`Session::new`] does after
 /// deserializing), for tools and tests.

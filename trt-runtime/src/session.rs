@@ -8,7 +8,7 @@ use trt_manifest::Manifest;
 use crate::error::{Error, ErrorCode, Result};
 use crate::gpu::{DeviceTensor, GpuBackend};
 use crate::tensor::{Outputs, OwnedTensor, TensorRef};
-use crate::validate::select_profile;
+use crate::validate::{check_profile, select_profile};
 
 /// Which backend to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -220,6 +220,26 @@ impl Session {
     /// As [`Session::validate`], plus backend failures.
     pub fn enqueue(&self, inputs: &[(&str, TensorRef<'_>)]) -> Result<Pending<'_>> {
         let profile = self.validate(inputs)?;
+        self.enqueue_in(profile, inputs)
+    }
+
+    /// Runs one call in the given optimization profile (instead of the first that fits), for
+    /// example to keep a context on the profile whose kernels were tuned for these shapes.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorCode::InvalidInput`] when an input is outside that profile (naming the input,
+    /// the dimension, the value and the profile's range) or the profile does not exist.
+    pub fn run_in_profile(
+        &self,
+        profile: usize,
+        inputs: &[(&str, TensorRef<'_>)],
+    ) -> Result<Outputs> {
+        check_profile(&self.manifest.interface, inputs, profile)?;
+        self.enqueue_in(profile, inputs)?.wait()
+    }
+
+    fn enqueue_in(&self, profile: usize, inputs: &[(&str, TensorRef<'_>)]) -> Result<Pending<'_>> {
         Ok(Pending {
             inner: match &self.inner {
                 Inner::Gpu(gpu) => PendingInner::Gpu(gpu.enqueue(profile, inputs)?),

@@ -39,6 +39,46 @@ impl<T: TensorMeta> TensorMeta for &T {
 /// [`ErrorCode::InvalidInput`] naming the input, the dimension, the value and the allowed
 /// range (of every profile, when there are several).
 pub fn select_profile<T: TensorMeta>(interface: &Interface, inputs: &[(&str, T)]) -> Result<usize> {
+    check_inputs(interface, inputs)?;
+    if interface.profiles.is_empty() {
+        return Ok(0);
+    }
+    fit(
+        interface,
+        inputs,
+        &(0..interface.profiles.len()).collect::<Vec<_>>(),
+    )
+}
+
+/// Validates `inputs` against one given profile.
+///
+/// # Errors
+///
+/// [`ErrorCode::InvalidInput`] as [`select_profile`], or for a profile the engine does not
+/// have.
+pub fn check_profile<T: TensorMeta>(
+    interface: &Interface,
+    inputs: &[(&str, T)],
+    profile: usize,
+) -> Result<()> {
+    check_inputs(interface, inputs)?;
+    if profile >= interface.profiles.len().max(1) {
+        return Err(Error::new(
+            ErrorCode::InvalidInput,
+            format!(
+                "profile {profile} does not exist; the engine has {}",
+                interface.profiles.len()
+            ),
+        ));
+    }
+    if interface.profiles.is_empty() {
+        return Ok(());
+    }
+    fit(interface, inputs, &[profile]).map(|_| ())
+}
+
+/// Names, element types, ranks and fixed dims.
+fn check_inputs<T: TensorMeta>(interface: &Interface, inputs: &[(&str, T)]) -> Result<()> {
     let invalid = |m: String| Error::new(ErrorCode::InvalidInput, m);
     for (name, _) in inputs {
         if interface.inputs().all(|t| t.name != *name) {
@@ -79,11 +119,18 @@ pub fn select_profile<T: TensorMeta>(interface: &Interface, inputs: &[(&str, T)]
             }
         }
     }
-    if interface.profiles.is_empty() {
-        return Ok(0);
-    }
+    Ok(())
+}
+
+/// The first of `candidates` that every input fits, or an error listing their ranges.
+fn fit<T: TensorMeta>(
+    interface: &Interface,
+    inputs: &[(&str, T)],
+    candidates: &[usize],
+) -> Result<usize> {
     let mut first = None;
-    for (p, profile) in interface.profiles.iter().enumerate() {
+    for &p in candidates {
+        let profile = &interface.profiles[p];
         let violation = inputs.iter().find_map(|(name, t)| {
             let range = profile.range(name)?;
             t.shape().iter().enumerate().find_map(|(axis, &v)| {
@@ -98,13 +145,11 @@ pub fn select_profile<T: TensorMeta>(interface: &Interface, inputs: &[(&str, T)]
             }
         }
     }
-    let (name, axis, value) = first.expect("at least one profile");
-    let ranges: Vec<String> = interface
-        .profiles
+    let (name, axis, value) = first.expect("at least one candidate profile");
+    let ranges: Vec<String> = candidates
         .iter()
-        .enumerate()
-        .filter_map(|(p, profile)| {
-            profile.range(&name).map(|r| {
+        .filter_map(|&p| {
+            interface.profiles[p].range(&name).map(|r| {
                 format!(
                     "profile {p}: {}..={} (min {}, max {})",
                     r.min[axis],
@@ -115,10 +160,13 @@ pub fn select_profile<T: TensorMeta>(interface: &Interface, inputs: &[(&str, T)]
             })
         })
         .collect();
-    Err(invalid(format!(
-        "input '{name}' dimension {axis} is {value}, outside the allowed range: {}",
-        ranges.join("; ")
-    )))
+    Err(Error::new(
+        ErrorCode::InvalidInput,
+        format!(
+            "input '{name}' dimension {axis} is {value}, outside the allowed range: {}",
+            ranges.join("; ")
+        ),
+    ))
 }
 
 #[cfg(test)]
