@@ -102,10 +102,7 @@ fn verify(dir: &Path, key: &str) -> Result<(), String> {
 pub(crate) fn store(root: &Path, key: &str, files: &[(&str, &[u8])]) -> Result<Entry, Error> {
     std::fs::create_dir_all(root)
         .map_err(|e| Error::io(format!("creating cache {}", root.display()), e))?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let tmp = root.join(format!(".tmp-{key}-{}-{nanos}", std::process::id()));
+    let tmp = root.join(format!(".tmp-{key}-{}", unique_suffix()));
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(tmp.display(), e))?;
     let mut index = EntryIndex {
         key: key.to_string(),
@@ -134,6 +131,17 @@ pub(crate) fn store(root: &Path, key: &str, files: &[(&str, &[u8])]) -> Result<E
     }
 }
 
+/// `<pid>-<n>`: unique per process and call, for temporary names that concurrent builds
+/// (processes or threads) never share.
+fn unique_suffix() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
 /// Writes `bytes` to `path` unless it already holds exactly them (so Cargo sees no change),
 /// through a temporary file and a rename.
 pub(crate) fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<(), Error> {
@@ -143,14 +151,18 @@ pub(crate) fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
     let tmp = dir.join(format!(
-        ".{}.tmp{}",
+        ".{}.tmp{}-{}",
         path.file_name()
             .map(|n| n.to_string_lossy())
             .unwrap_or_default(),
-        std::process::id()
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     std::fs::write(&tmp, bytes).map_err(|e| Error::io(tmp.display(), e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path.display(), e))
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path.display(), e)
+    })
 }
 
 #[cfg(test)]
