@@ -55,8 +55,11 @@ impl CpuModel {
                 .collect::<Vec<_>>(),
         );
         let ctx = |step: &str| format!("{name}: {step}");
+        // tract's Q/DQ take float32 scales; FP16 models get the equivalent float32 form.
+        let widened = crate::fp16::widen_qdq_for_tract(model);
+        let proto = widened.as_ref().unwrap_or(model).proto();
         let mut template = tract_onnx::onnx()
-            .model_for_proto_model(model.proto())
+            .model_for_proto_model(proto)
             .map_err(|e| Error::inference(ctx("loading into tract"), e))?;
         template
             .select_outputs_by_name(&outputs)

@@ -283,3 +283,34 @@ fn samples_of_a_single_shape_trigger_the_coverage_warning() {
         "{out}"
     );
 }
+
+#[test]
+fn fp16_output_keeps_io_types_and_is_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let report = dir.path().join("report.json");
+    let (ok, out) = quantize(
+        dir.path(),
+        &["--fp16", "--report", report.to_str().unwrap()],
+    );
+    assert!(ok, "{out}");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap();
+    let cosine = json["outputs"][0]["cosine"].as_f64().unwrap();
+    assert!(
+        cosine > 0.99,
+        "the FP16 + INT8 model, simulated by tract, must stay close to FP32: {out}"
+    );
+    let q = calib::Model::load(dir.path().join("seed.int8.onnx")).unwrap();
+    assert!(
+        q.inputs()
+            .unwrap()
+            .iter()
+            .all(|i| i.elem_type == calib::ElemType::F32)
+    );
+    assert!(
+        q.graph()
+            .initializer
+            .iter()
+            .any(|t| t.data_type == calib::ElemType::F16.to_onnx())
+    );
+}
