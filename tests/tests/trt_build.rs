@@ -371,3 +371,38 @@ fn a_flavor_other_than_the_headers_is_a_declaration_error_and_progress_is_logged
         "TensorRT's build phases are logged:\n{log}"
     );
 }
+
+/// INT8 with the remaining float layers in FP16: the engine builds, the inputs and outputs
+/// stay float32, and the accuracy report measures the FP16 + INT8 model.
+#[test]
+fn int8_with_fp16_remainder_builds_and_is_measured() {
+    let f = Fixture::new();
+    let mut b = Builder::new();
+    b.cargo_metadata(false)
+        .out_dir(f.path("out"))
+        .cache_dir(f.path("cache"))
+        .optimization_level(0);
+    b.model("seed", f.path("seed.onnx"))
+        .profile(Fixture::profile())
+        .int8(Int8::from_path(f.path("calibration")).fp16(true));
+    let built = b.try_build().unwrap().remove(0);
+    assert!(
+        built
+            .manifest
+            .interface
+            .tensors
+            .iter()
+            .all(|t| t.dtype == "float32"),
+        "{:?}",
+        built.manifest.interface
+    );
+    let c = built.manifest.calibration.as_ref().unwrap();
+    assert!(c.min_cosine.unwrap() > 0.99, "{c:?}");
+    let onnx = calib::Model::load(built.entry.join("model.onnx")).unwrap();
+    assert!(
+        onnx.graph()
+            .initializer
+            .iter()
+            .any(|t| t.data_type == calib::ElemType::F16.to_onnx())
+    );
+}
