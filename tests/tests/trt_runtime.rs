@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use calib::synth::{seed_decoder, seed_samples};
 use ndarray::ArrayD;
-use trt_manifest::{Interface, Mode, ProfileSpec, RangeSpec, TensorSpec};
+use trt_manifest::{Interface, Mode, RangeSpec, TensorSpec};
 use trt_runtime::{Backend, BackendKind, ErrorCode, Session};
 
 fn built() -> &'static tests::SeedEngine {
@@ -19,6 +19,19 @@ fn built() -> &'static tests::SeedEngine {
 fn cpu_session() -> Session {
     let b = built();
     Session::new(&b.engine, Some(&b.onnx), &b.manifest, Backend::Cpu).unwrap()
+}
+
+/// The three inputs as an untyped call.
+fn call<'a>(
+    y: &'a ArrayD<f32>,
+    q: &'a ArrayD<f32>,
+    d: &'a ArrayD<f32>,
+) -> [(&'static str, trt_runtime::TensorRef<'a>); 3] {
+    [
+        ("y_hat", y.view().into()),
+        ("q", q.view().into()),
+        ("dummy_input", d.view().into()),
+    ]
 }
 
 fn inputs(
@@ -89,41 +102,18 @@ fn manifest_matches_tensorrt_metadata_and_mismatches_are_listed() {
             "missing '{expected}' in:\n{e}"
         );
     }
-    let _ = ProfileSpec { inputs: vec![] };
 }
 
 #[test]
 fn calls_are_validated_against_the_profiles() {
     let s = cpu_session();
     let (y, q, d) = inputs(2, 6, 6, 20, 22);
-    assert_eq!(
-        s.validate(&[
-            ("y_hat", y.view().into()),
-            ("q", q.view().into()),
-            ("dummy_input", d.view().into())
-        ])
-        .unwrap(),
-        0
-    );
+    assert_eq!(s.validate(&call(&y, &q, &d)).unwrap(), 0);
     let (y, q, d) = inputs(6, 12, 12, 40, 40);
-    assert_eq!(
-        s.validate(&[
-            ("y_hat", y.view().into()),
-            ("q", q.view().into()),
-            ("dummy_input", d.view().into())
-        ])
-        .unwrap(),
-        1
-    );
+    assert_eq!(s.validate(&call(&y, &q, &d)).unwrap(), 1);
     // Batch 9 fits neither profile: the error names input, dimension, value and both ranges.
     let (y, q, d) = inputs(9, 8, 8, 31, 31);
-    let e = s
-        .run(&[
-            ("y_hat", y.view().into()),
-            ("q", q.view().into()),
-            ("dummy_input", d.view().into()),
-        ])
-        .unwrap_err();
+    let e = s.run(&call(&y, &q, &d)).unwrap_err();
     assert_eq!(e.code(), ErrorCode::InvalidInput);
     assert!(
         e.message().contains("input 'y_hat' dimension 0 is 9"),
@@ -165,13 +155,7 @@ fn cpu_backend_matches_the_reference() {
         ArrayD::from_shape_vec(t.shape().to_vec(), v.clone()).unwrap()
     };
     let (y, q, d) = (get("y_hat"), get("q"), get("dummy_input"));
-    let mut out = s
-        .run(&[
-            ("y_hat", y.view().into()),
-            ("q", q.view().into()),
-            ("dummy_input", d.view().into()),
-        ])
-        .unwrap();
+    let mut out = s.run(&call(&y, &q, &d)).unwrap();
     let x = out.take::<f32>("x_hat").unwrap();
     assert_eq!(x.shape(), &[3, 3, 26, 18]);
     let qdq = calib::Model::from_bytes(&built().onnx, "qdq").unwrap();
@@ -273,13 +257,7 @@ fn a_session_serves_concurrent_calls() {
     let s = Arc::new(cpu_session());
     let run = |n: usize| {
         let (y, q, d) = inputs(n, 4, 4, 15, 15);
-        let mut out = s
-            .run(&[
-                ("y_hat", y.view().into()),
-                ("q", q.view().into()),
-                ("dummy_input", d.view().into()),
-            ])
-            .unwrap();
+        let mut out = s.run(&call(&y, &q, &d)).unwrap();
         out.take::<f32>("x_hat").unwrap()
     };
     let serial: Vec<_> = (1..=4).map(run).collect();
