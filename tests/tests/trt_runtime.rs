@@ -274,14 +274,10 @@ fn a_session_serves_concurrent_calls() {
 fn enqueue_then_wait_and_device_calls_on_the_cpu_backend() {
     let s = cpu_session();
     let (y, q, d) = inputs(3, 5, 7, 18, 26);
-    let call = [
-        ("y_hat", y.view().into()),
-        ("q", q.view().into()),
-        ("dummy_input", d.view().into()),
-    ];
-    let pending = s.enqueue(&call).unwrap();
+    let args = call(&y, &q, &d);
+    let pending = s.enqueue(&args).unwrap();
     let mut waited = pending.wait().unwrap();
-    let mut blocking = s.run(&call).unwrap();
+    let mut blocking = s.run(&args).unwrap();
     assert_eq!(
         waited.take::<f32>("x_hat").unwrap(),
         blocking.take::<f32>("x_hat").unwrap()
@@ -297,13 +293,9 @@ fn enqueue_then_wait_and_device_calls_on_the_cpu_backend() {
 fn calls_can_choose_their_profile() {
     let s = cpu_session();
     let (y, q, d) = inputs(5, 8, 8, 31, 31);
-    let call = [
-        ("y_hat", y.view().into()),
-        ("q", q.view().into()),
-        ("dummy_input", d.view().into()),
-    ];
-    s.run_in_profile(1, &call).unwrap();
-    let e = s.run_in_profile(0, &call).unwrap_err();
+    let args = call(&y, &q, &d);
+    s.run_in_profile(1, &args).unwrap();
+    let e = s.run_in_profile(0, &args).unwrap_err();
     assert_eq!(e.code(), ErrorCode::InvalidInput);
     assert!(
         e.message().contains("dimension 0 is 5") && e.message().contains("profile 0: 1..=4"),
@@ -313,7 +305,7 @@ fn calls_can_choose_their_profile() {
         !e.message().contains("profile 1"),
         "only the chosen profile is named: {e}"
     );
-    let e = s.run_in_profile(7, &call).unwrap_err();
+    let e = s.run_in_profile(7, &args).unwrap_err();
     assert!(
         e.message()
             .contains("profile 7 does not exist; the engine has 2"),
