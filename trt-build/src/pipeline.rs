@@ -1,0 +1,378 @@
+//! The per-model pipeline behind [`Builder::try_build`]: validate the declaration, compute the
+//! cache key, look up the cache and the prebuilt directory, and on a miss calibrate, write
+//! Q/DQ, measure accuracy, build the engine and store the entry; then write the artifacts and
+//! the generated code into `OUT_DIR`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use trt_manifest::{CalibrationSummary, Manifest};
+
+use crate::cache::{self, ENGINE, MANIFEST, Miss, ONNX};
+use crate::engine::{self, EngineOptions};
+use crate::env::Cargo;
+use crate::error::{Error, Kind};
+use crate::{
+    Builder, BuiltModel, Int8, KEY_VERSION, ModelConfig, Precision, Profile, Source, codegen,
+};
+
+impl Builder {
+    pub(crate) fn build_model(
+        &self,
+        m: &ModelConfig,
+        cargo: &Cargo,
+        out_dir: &Path,
+        cache_dir: &Path,
+        prebuilt: Option<&Path>,
+        log: &mut String,
+    ) -> Result<BuiltModel, Error> {
+        let start = Instant::now();
+        let name = m.name.as_str();
+        cargo.rerun_if_changed(&m.onnx);
+        let model = calib::Model::load(&m.onnx).map_err(|e| Error::declaration(name, e))?;
+        for f in model.external_files() {
+            cargo.rerun_if_changed(f);
+        }
+        let inputs = model.inputs().map_err(|e| Error::declaration(name, e))?;
+        calib::profile::require_profiles(&inputs, &m.profiles)
+            .map_err(|e| Error::declaration(name, e))?;
+        calib::profile::validate_profiles(&inputs, &m.profiles)
+            .map_err(|e| Error::declaration(name, e))?;
+        for (a, b) in calib::profile::overlapping_profiles(&m.profiles) {
+            cargo.warning(&format!(
+                "trt-build: {name}: profiles {a} and {b} overlap; calls that fit both use profile {a}"
+            ));
+        }
+        let options = EngineOptions {
+            optimization_level: m.optimization_level.or(self.optimization_level),
+            workspace_limit: m.workspace_limit.or(self.workspace_limit),
+            fp16_flag: matches!(m.precision, Precision::Fp16) && !always_strongly_typed(),
+        };
+
+        // The key: model, data, options, TensorRT flavor and version.
+        let mut key = Sha256::new();
+        key.update(KEY_VERSION);
+        key.update(tensorrt_sys::header_flavor().as_str());
+        key.update(tensorrt_sys::header_version().to_le_bytes());
+        let fp16 = match &m.precision {
+            Precision::Int8(int8) => int8.fp16,
+            Precision::Fp16 => always_strongly_typed(),
+            Precision::Fp32 => false,
+        };
+        key.update(
+            serde_json::to_vec(&(&m.profiles, m.precision.name(), &options, fp16))
+                .expect("serializable"),
+        );
+        let mut calibrator_sources = None;
+        match &m.precision {
+            Precision::Int8(int8) => {
+                if let Source::Path(p) = &int8.source {
+                    if !p.exists() {
+                        return Err(Error::declaration(
+                            name,
+                            format!("calibration data {} does not exist", p.display()),
+                        ));
+                    }
+                    cargo.rerun_if_changed(p);
+                }
+                let files = int8
+                    .source
+                    .files()
+                    .map_err(|e| Error::declaration(name, e))?;
+                for f in &files {
+                    cargo.rerun_if_changed(f);
+                }
+                int8.source
+                    .list()
+                    .map_err(|e| Error::declaration(name, e))?;
+                let (calibration, held_out) = match (&int8.report, int8.hold_out_every) {
+                    (Some(r), _) => (int8.source.clone(), r.clone()),
+                    (None, 0) => (int8.source.clone(), Source::Memory(Vec::new())),
+                    (None, n) => int8
+                        .source
+                        .split(n)
+                        .map_err(|e| Error::declaration(name, e))?,
+                };
+                let calibrator = self.calibrator(&model, int8, &m.profiles);
+                let fingerprint = calibrator
+                    .fingerprint(&calibration)
+                    .map_err(|e| Error::calibration(name, e))?;
+                key.update(&fingerprint);
+                if let Some(r) = &int8.report {
+                    for f in r.files().map_err(|e| Error::declaration(name, e))? {
+                        cargo.rerun_if_changed(&f);
+                    }
+                }
+                calibrator_sources = Some((calibration, held_out, fingerprint));
+            }
+            Precision::Fp16 | Precision::Fp32 => key.update(model.to_bytes()),
+        }
+        let key = hex::encode(key.finalize());
+
+        let mut note = String::new();
+        let found = match cache::lookup(cache_dir, &key, true) {
+            Ok(e) => Some((e, "cache hit")),
+            Err(miss) => {
+                if let Miss::Corrupt(why) = miss {
+                    cargo.warning(&format!(
+                        "trt-build: {name}: cache entry {key} was corrupt and is rebuilt: {why}"
+                    ));
+                }
+                prebuilt
+                    .and_then(|p| cache::lookup(p, &key, false).ok())
+                    .map(|e| (e, "prebuilt"))
+            }
+        };
+        let (entry, hit) = match found {
+            Some((entry, how)) => {
+                note.push_str(how);
+                (entry, true)
+            }
+            None => {
+                note.push_str("cache miss");
+                let library = engine::library(self.tensorrt_lib_dir.as_deref()).map_err(|e| {
+                    Error::new(
+                        Kind::Missing,
+                        format!(
+                            "model `{name}`: no engine with key {key} in the cache ({}){}, and TensorRT cannot build one: {e}\n\
+                             To build without TensorRT, build once on a machine that has it, then copy {}/{key}/ \
+                             into a directory named by TRT_BUILD_PREBUILT_DIR (or Builder::prebuilt_dir) here.",
+                            cache_dir.display(),
+                            prebuilt.map(|p| format!(" or the prebuilt directory ({})", p.display())).unwrap_or_default(),
+                            cache_dir.display(),
+                        ),
+                    )
+                })?;
+                let entry = self.build_entry(
+                    m,
+                    &model,
+                    &key,
+                    &options,
+                    calibrator_sources,
+                    cache_dir,
+                    &library,
+                    cargo,
+                    log,
+                )?;
+                (entry, false)
+            }
+        };
+
+        let manifest_bytes = entry.read(MANIFEST)?;
+        let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+            .map_err(|e| Error::io(entry.path(MANIFEST).display(), e))?;
+        let engine_bytes = entry.read(ENGINE)?;
+        // Artifacts live in OUT_DIR/trt-build/ so they never collide with the build script's own files.
+        let artifacts = out_dir.join("trt-build");
+        let engine_path = artifacts.join(format!("{name}.engine"));
+        cache::write_if_changed(&engine_path, &engine_bytes)?;
+        let onnx_path = if self.embed_onnx {
+            let p = artifacts.join(format!("{name}.onnx"));
+            cache::write_if_changed(&p, &entry.read(ONNX)?)?;
+            Some(p)
+        } else {
+            None
+        };
+        let code = codegen::generate(&manifest, &engine_path, onnx_path.as_deref())?;
+        let code_path = out_dir.join(format!("{name}.rs"));
+        cache::write_if_changed(&code_path, code.as_bytes())?;
+
+        let metric = manifest
+            .calibration
+            .as_ref()
+            .and_then(|c| {
+                c.min_cosine.map(|cos| {
+                    format!(
+                        ", INT8 vs FP32 cosine {cos:.5} SNR {:.1} dB on {} held-out samples",
+                        c.min_snr_db.unwrap_or(0.0),
+                        c.report_samples
+                    )
+                })
+            })
+            .unwrap_or_default();
+        let summary = format!(
+            "trt-build: {name}: {} engine {:.1} KiB{metric}, {:.1} s, {note}",
+            manifest.precision,
+            engine_bytes.len() as f64 / 1024.0,
+            start.elapsed().as_secs_f64()
+        );
+        cargo.warning(&summary);
+        log.push_str(&summary);
+        log.push('\n');
+        Ok(BuiltModel {
+            name: name.to_string(),
+            manifest,
+            cache_hit: hit,
+            entry: entry.dir.clone(),
+            engine_path,
+            code_path,
+        })
+    }
+
+    fn calibrator<'m>(
+        &self,
+        model: &'m calib::Model,
+        int8: &Int8,
+        profiles: &[Profile],
+    ) -> calib::Calibrator<'m> {
+        let mut c = calib::Calibrator::new(model)
+            .method(int8.method)
+            .profiles(profiles.to_vec());
+        for e in &int8.exclude {
+            c = c.exclude(e);
+        }
+        c
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build_entry(
+        &self,
+        m: &ModelConfig,
+        model: &calib::Model,
+        key: &str,
+        options: &EngineOptions,
+        sources: Option<(Source, Source, String)>,
+        cache_dir: &Path,
+        library: &std::sync::Arc<tensorrt_sys::Library>,
+        cargo: &Cargo,
+        log: &mut String,
+    ) -> Result<cache::Entry, Error> {
+        let name = m.name.as_str();
+        let mut files: Vec<(&str, Vec<u8>)> = Vec::new();
+        let (onnx, calibration) = match (&m.precision, sources) {
+            (Precision::Int8(int8), Some((calibration_source, held_out, fingerprint))) => {
+                let t = Instant::now();
+                // Progress goes to the build log: every pass's start and every tenth of it.
+                let progress = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+                let (sink, label) = (progress.clone(), name.to_string());
+                let calibrator = self
+                    .calibrator(model, int8, &m.profiles)
+                    .on_progress(move |p| {
+                        let step = (p.total / 10).max(1);
+                        if p.done == 1 || p.done % step == 0 || p.done == p.total {
+                            let mut text = sink.lock().unwrap_or_else(|e| e.into_inner());
+                            text.push_str(&format!(
+                                "{label}: calibration pass {}/{}: {}/{} samples\n",
+                                p.pass, p.passes, p.done, p.total
+                            ));
+                        }
+                    });
+                let calib_dir = cache_dir.join("calibrations");
+                let (calibration, reused) = calibrator
+                    .run_cached_with(
+                        &calibration_source,
+                        calib_dir.join(format!("{fingerprint}.json")),
+                        fingerprint,
+                    )
+                    .map_err(|e| Error::calibration(name, e))?;
+                for w in &calibration.warnings {
+                    cargo.warning(&format!("trt-build: {name}: {w}"));
+                }
+                let mut qdq = calibration
+                    .apply(model)
+                    .map_err(|e| Error::calibration(name, e))?;
+                if int8.fp16 {
+                    qdq = calib::fp16::convert(&qdq);
+                }
+                let held = held_out.list().map(|r| r.len()).unwrap_or(0);
+                let report = if held > 0 {
+                    Some(
+                        calib::report::compare(model, &qdq, &held_out)
+                            .map_err(|e| Error::calibration(name, e))?,
+                    )
+                } else {
+                    None
+                };
+                log.push_str(&progress.lock().unwrap_or_else(|e| e.into_inner()));
+                log.push_str(&format!(
+                    "{name}: calibration ({}) on {} samples {} in {:.2} s\n",
+                    calibration.method.name(),
+                    calibration.samples,
+                    if reused { "reused" } else { "computed" },
+                    t.elapsed().as_secs_f64()
+                ));
+                if let Some(r) = &report {
+                    log.push_str(&format!("{name}: accuracy report\n{}\n", r.table()));
+                    files.push((
+                        "report.json",
+                        serde_json::to_vec_pretty(r).expect("serializable"),
+                    ));
+                }
+                files.push((
+                    "calibration.json",
+                    serde_json::to_vec_pretty(&calibration).expect("serializable"),
+                ));
+                let summary = CalibrationSummary {
+                    method: calibration.method.name(),
+                    samples: calibration.samples,
+                    activations: calibration.placement.activations.len(),
+                    weights: calibration.placement.weights.len(),
+                    report_samples: report.as_ref().map_or(0, |r| r.samples),
+                    min_cosine: report.as_ref().map(|r| {
+                        r.outputs
+                            .iter()
+                            .map(|o| o.cosine)
+                            .fold(f64::INFINITY, f64::min)
+                    }),
+                    min_snr_db: report.as_ref().map(|r| {
+                        r.outputs
+                            .iter()
+                            .map(|o| o.snr_db)
+                            .fold(f64::INFINITY, f64::min)
+                    }),
+                };
+                (qdq.to_bytes(), Some(summary))
+            }
+            (Precision::Fp16, _) if always_strongly_typed() => {
+                (calib::fp16::convert(model).to_bytes(), None)
+            }
+            _ => (model.to_bytes(), None),
+        };
+        let t = Instant::now();
+        let built = engine::build(name, &onnx, model.path(), &m.profiles, options, library)?;
+        for w in &built.warnings {
+            cargo.warning(&format!("trt-build: {name}: {w}"));
+        }
+        log.push_str(&format!("{name}: engine build log\n{}", built.log));
+        log.push_str(&format!(
+            "{name}: engine built in {:.2} s\n",
+            t.elapsed().as_secs_f64()
+        ));
+        let manifest = Manifest {
+            format_version: trt_manifest::FORMAT_VERSION,
+            name: name.to_string(),
+            interface: built.interface,
+            engine_sha256: cache::sha256(&built.engine),
+            cache_key: key.to_string(),
+            flavor: tensorrt_sys::header_flavor().as_str().to_string(),
+            tensorrt_version: library.version(),
+            precision: m.precision.name().to_string(),
+            calibration,
+        };
+        files.push((ENGINE, built.engine));
+        files.push((MANIFEST, manifest.to_json().into_bytes()));
+        files.push((ONNX, onnx));
+        files.push(("build.log", built.log.into_bytes()));
+        let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+        cache::store(cache_dir, key, &refs)
+    }
+}
+
+/// TensorRT 11 and TensorRT-RTX take precision from the network only.
+fn always_strongly_typed() -> bool {
+    tensorrt_sys::header_flavor() == tensorrt_sys::Flavor::Rtx
+        || tensorrt_sys::header_version() >= 110000
+}
+
+/// `trt-cache` next to Cargo's profile directories (`<target>/trt-cache`), found from
+/// `OUT_DIR = <target>/[<triple>/]<profile>/build/<pkg>-<hash>/out`.
+pub(crate) fn default_cache_dir(out_dir: &Path) -> PathBuf {
+    out_dir
+        .ancestors()
+        .find(|a| a.file_name().is_some_and(|n| n == "build"))
+        .and_then(|build| build.parent())
+        .and_then(|profile| profile.parent())
+        .map(|target| target.join("trt-cache"))
+        .unwrap_or_else(|| out_dir.join("trt-cache"))
+}
