@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::data::{SampleRef, Source};
 use crate::error::{Error, Result};
-use crate::infer::{CpuModel, DEFAULT_CONCRETE_PLANS, ShapeSignature, to_f32};
+use crate::infer::{CpuModel, ShapeSignature, to_f32};
 use crate::model::{Model, TensorInfo, write_atomic};
 use crate::observer::{DEFAULT_BINS, Method, TensorStats, scale_for};
 use crate::profile::{Profile, validate_profiles};
@@ -279,9 +279,11 @@ impl<'m> Calibrator<'m> {
         let inputs = self.model.inputs()?;
         validate_profiles(&inputs, &self.profiles)?;
         let placement = qdq::place(self.model, &self.exclusions)?;
+        // Observe the graph Q/DQ goes into (its opset-13 form where the model is older).
+        let (model, _) = crate::opset::for_qdq(self.model);
         let refs = source.list()?;
         let tensors = placement.activation_tensors();
-        let mut cpu = CpuModel::new(self.model, &tensors)?;
+        let cpu = CpuModel::new(&model, &tensors)?;
         let first_extra = cpu.output_names().len() - tensors.len();
         // Index of each activation tensor among the plan's outputs (a tensor may also be a
         // graph output).
@@ -299,20 +301,22 @@ impl<'m> Calibrator<'m> {
             .num_threads(self.threads.unwrap_or(0))
             .build()
             .map_err(|e| Error::options(format!("thread pool: {e}")))?;
-        // Concrete-shape plans for the first shapes in sample order: faster than the symbolic
-        // plan, and chosen from the data alone so the result never depends on thread timing.
+        // Samples of one shape signature run one after another, so the bounded cache of
+        // concrete plans is not rebuilt over and over; statistics merge commutatively, so the
+        // order changes nothing in the result.
         let signatures: Vec<ShapeSignature> = pool.install(|| {
             refs.par_iter()
-                .map(|r| source.load(r, &inputs).map(|s| cpu.signature(&s)))
+                .map(|r| {
+                    let s = source.load(r, &inputs)?;
+                    s.validate(&inputs, &self.profiles)?;
+                    Ok(cpu.signature(&s))
+                })
                 .collect::<Result<Vec<_>>>()
         })?;
-        let mut distinct: Vec<ShapeSignature> = Vec::new();
-        for sig in signatures {
-            if distinct.len() < DEFAULT_CONCRETE_PLANS && !distinct.contains(&sig) {
-                distinct.push(sig);
-            }
-        }
-        cpu.specialize(&distinct);
+        cpu.prepare(&signatures)?;
+        let mut order: Vec<usize> = (0..refs.len()).collect();
+        order.sort_by(|&a, &b| signatures[a].cmp(&signatures[b]).then(a.cmp(&b)));
+        let refs: Vec<SampleRef> = order.into_iter().map(|i| refs[i].clone()).collect();
         let passes = if self.method.needs_histogram() { 2 } else { 1 };
         let shapes: Mutex<BTreeMap<String, BTreeSet<Vec<usize>>>> = Mutex::default();
         let fitted: Mutex<BTreeSet<usize>> = Mutex::default();
@@ -394,6 +398,8 @@ impl<'m> Calibrator<'m> {
             &fitted.into_inner().unwrap_or_default(),
             refs.len(),
         );
+        let mut warnings = warnings;
+        warnings.extend(placement.per_tensor_weights.clone());
         for w in &warnings {
             log::warn!("{w}");
         }

@@ -60,6 +60,7 @@ pub mod fp16;
 pub mod infer;
 pub mod model;
 pub mod observer;
+pub mod opset;
 pub mod profile;
 pub mod qdq;
 pub mod report;

@@ -435,7 +435,8 @@ impl Model {
                 s.dim
                     .iter()
                     .map(|d| match &d.value {
-                        Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) => {
+                        // Exporters (paddle2onnx among them) write -1 for a dynamic dim.
+                        Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) if *v >= 0 => {
                             Dim::Fixed(*v)
                         }
                         Some(pb::tensor_shape_proto::dimension::Value::DimParam(p))

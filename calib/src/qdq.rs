@@ -27,6 +27,7 @@ use tract_onnx::pb;
 use crate::error::{Error, Result};
 use crate::model::{ElemType, Model};
 use crate::observer::{quantize, scale_for};
+use crate::opset;
 
 /// What to keep in float.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -84,6 +85,10 @@ pub struct Placement {
     pub shared: Vec<Vec<String>>,
     /// Nodes left in float and why (exclusions, GEMV, non-float inputs).
     pub skipped: Vec<(String, String)>,
+    /// Set when the model cannot be raised to opset 13 (per-axis DequantizeLinear): weights
+    /// then get one scale per tensor, and this says why.
+    #[serde(default)]
+    pub per_tensor_weights: Option<String>,
 }
 
 impl Placement {
@@ -109,17 +114,19 @@ fn attr_i(node: &pb::NodeProto, name: &str) -> Option<i64> {
 ///
 /// # Errors
 ///
-/// [`Error::Model`] when the opset is below 13 (per-axis DequantizeLinear needs it).
+/// [`Error::Model`] for weights that are not float32.
+///
+/// Models below opset 13 are placed in their opset-13 form ([`opset::for_qdq`]); where that
+/// is impossible, weights are quantized per tensor and [`Placement::per_tensor_weights`] says
+/// why.
 pub fn place(model: &Model, exclusions: &Exclusions) -> Result<Placement> {
-    if model.opset() < 13 {
-        return Err(Error::model(
-            model.name(),
-            format!(
-                "opset {} is below 13, which per-channel INT8 DequantizeLinear needs; re-export the model with opset >= 13",
-                model.opset()
-            ),
-        ));
-    }
+    let (raised, per_tensor) = opset::for_qdq(model);
+    let mut placement = place_in(&raised, exclusions)?;
+    placement.per_tensor_weights = per_tensor;
+    Ok(placement)
+}
+
+fn place_in(model: &Model, exclusions: &Exclusions) -> Result<Placement> {
     let graph = model.graph();
     let inits: HashMap<&str, &pb::TensorProto> = graph
         .initializer
@@ -262,6 +269,7 @@ pub fn place(model: &Model, exclusions: &Exclusions) -> Result<Placement> {
             .collect(),
         shared,
         skipped,
+        per_tensor_weights: None,
     })
 }
 
@@ -322,6 +330,10 @@ pub fn insert(
     placement: &Placement,
     scales: &BTreeMap<String, f32>,
 ) -> Result<Model> {
+    // The placement's node indices refer to the opset-13 form when the model has one.
+    let (raised, _) = opset::for_qdq(model);
+    let model: &Model = &raised;
+    let per_tensor = placement.per_tensor_weights.is_some();
     let mut out = model.clone();
     let name = model.name().to_string();
     let graph = out.graph_mut();
@@ -413,7 +425,11 @@ pub fn insert(
                 format!("weight '{}' is not float32", point.initializer),
             )
         })?;
-        let (q, wscales) = quantize_weight(&values, &w.dims, point.axis);
+        let (q, wscales) = if per_tensor {
+            quantize_weight(&values, &[1, values.len() as i64], 0)
+        } else {
+            quantize_weight(&values, &w.dims, point.axis)
+        };
         let base = &point.initializer;
         let (qn, s, z, dq) = (
             unique(format!("{base}_quantized")),
@@ -429,16 +445,18 @@ pub fn insert(
             raw_data: q.iter().map(|&v| v as u8).collect(),
             ..Default::default()
         });
+        // Per tensor: scalar scale and zero point, no axis.
+        let param_dims = if per_tensor { vec![] } else { vec![channels] };
         new_inits.push(pb::TensorProto {
             name: s.clone(),
-            dims: vec![channels],
+            dims: param_dims.clone(),
             data_type: ElemType::F32.to_onnx(),
             raw_data: wscales.iter().flat_map(|v| v.to_le_bytes()).collect(),
             ..Default::default()
         });
         new_inits.push(pb::TensorProto {
             name: z.clone(),
-            dims: vec![channels],
+            dims: param_dims,
             data_type: ElemType::I8.to_onnx(),
             raw_data: vec![0; channels as usize],
             ..Default::default()
@@ -448,12 +466,16 @@ pub fn insert(
             op_type: "DequantizeLinear".into(),
             input: vec![qn, s, z],
             output: vec![dq.clone()],
-            attribute: vec![pb::AttributeProto {
-                name: "axis".into(),
-                r#type: 2,
-                i: point.axis as i64,
-                ..Default::default()
-            }],
+            attribute: if per_tensor {
+                Vec::new()
+            } else {
+                vec![pb::AttributeProto {
+                    name: "axis".into(),
+                    r#type: 2,
+                    i: point.axis as i64,
+                    ..Default::default()
+                }]
+            },
             ..Default::default()
         });
         rewires.extend(point.consumers.iter().map(|&(n, i)| (n, i, dq.clone())));

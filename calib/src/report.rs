@@ -168,6 +168,21 @@ fn accumulate(
     let mut count = 0;
     for sample in samples {
         let sample = sample?;
+        if count == 0 {
+            // Both models on one engine, so the report measures quantization alone.
+            let sig = a.signature(&sample);
+            match (a.tract_runs(&sig), b.tract_runs(&sig)) {
+                (Ok(()), Ok(())) => {
+                    a.prepare(std::slice::from_ref(&sig))?;
+                    b.prepare(std::slice::from_ref(&sig))?;
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    let reason = e.to_string();
+                    a.use_onnxruntime(&reason)?;
+                    b.use_onnxruntime(&reason)?;
+                }
+            }
+        }
         let (ra, rb) = (a.run(&sample)?, b.run(&sample)?);
         for (i, acc) in accs.iter_mut().enumerate() {
             acc.add(&to_f32(&ra[i])?, &to_f32(&rb[i])?, ra[i].shape());

@@ -430,6 +430,54 @@ pub fn unsupported_operator_model() -> Model {
     model
 }
 
+/// [`two_input_model`] at opset 11 with opset-11 forms in it: `Unsqueeze`/`Squeeze` with an
+/// `axes` attribute and a `Softmax` with the default axis (1: "coerce to 2-D"), so that
+/// `y = Softmax(gate)`. `extra` adds an unused node `old_op` of that operator type (two inputs).
+pub fn opset11_model(extra: Option<&str>) -> Model {
+    let mut model = two_input_model();
+    model.proto_mut().opset_import[0].version = 11;
+    let graph = model.graph_mut();
+    for node in &mut graph.node {
+        if node.name == "gate" {
+            node.output = vec!["gated".into()];
+        }
+    }
+    let node =
+        |name: &str, op: &str, input: &[&str], output: &str, attribute: Vec<pb::AttributeProto>| {
+            pb::NodeProto {
+                name: name.into(),
+                op_type: op.into(),
+                input: input.iter().map(|s| s.to_string()).collect(),
+                output: vec![output.into()],
+                attribute,
+                ..Default::default()
+            }
+        };
+    graph.node.push(node(
+        "unsq",
+        "Unsqueeze",
+        &["gated"],
+        "u",
+        vec![attr_ints("axes", &[2])],
+    ));
+    graph.node.push(node(
+        "sq",
+        "Squeeze",
+        &["u"],
+        "s",
+        vec![attr_ints("axes", &[2])],
+    ));
+    graph
+        .node
+        .push(node("softmax", "Softmax", &["s"], "y", vec![]));
+    if let Some(op) = extra {
+        graph
+            .node
+            .push(node("old_op", op, &["s", "s"], "unused", vec![]));
+    }
+    model
+}
+
 /// A plain convolutional network for benchmarks: `x: [N,3,S,S]` → `depth` blocks of
 /// Conv(3×3, `channels`) + Relu (every second block adds a residual) → Conv(1×1, 3) → `y`.
 pub fn conv_stack(seed: u64, channels: i64, depth: usize) -> Model {

@@ -232,13 +232,75 @@ fn gemv_is_skipped_gemm_axes_follow_the_layout_and_concat_inputs_share_a_scale()
 }
 
 #[test]
-fn opset_below_13_is_refused() {
-    let mut model = two_input_model();
-    model.proto_mut().opset_import[0].version = 11;
-    let e = calib::qdq::place(&model, &Exclusions::default())
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("opset 11 is below 13"), "{e}");
+fn opset_11_is_raised_to_13_with_the_same_numbers_and_per_channel_weights() {
+    let model = calib::synth::opset11_model(None);
+    let samples = seed_like_two_input(4);
+    let c = Calibrator::new(&model)
+        .run(&Source::Memory(samples.clone()))
+        .unwrap();
+    assert!(c.placement.per_tensor_weights.is_none());
+    let q = c.apply(&model).unwrap();
+    assert_eq!(q.opset(), 13);
+    let dq = q
+        .graph()
+        .node
+        .iter()
+        .find(|n| n.op_type == "DequantizeLinear" && n.name.starts_with("conv.weight"))
+        .expect("weight DQ");
+    assert!(dq.attribute.iter().any(|a| a.name == "axis"), "per channel");
+    // The raised FP32 model computes what the opset-11 model computes.
+    let raised = calib::opset::raise_to_13(&model).unwrap();
+    let (a, b) = (
+        calib::CpuModel::new(&model, &[]).unwrap(),
+        calib::CpuModel::new(&raised, &[]).unwrap(),
+    );
+    for s in &samples {
+        let (x, y) = (a.run(s).unwrap(), b.run(s).unwrap());
+        let (x, y) = (
+            calib::infer::to_f32(&x[0]).unwrap(),
+            calib::infer::to_f32(&y[0]).unwrap(),
+        );
+        let diff = x
+            .iter()
+            .zip(&y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max);
+        assert!(diff < 1e-6, "raised model differs by {diff}");
+        // Softmax rows sum to one: the old "coerce to 2-D at axis 1" meaning is kept.
+        assert!((y[..8].iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+}
+
+#[test]
+fn a_model_that_cannot_be_raised_gets_per_tensor_weight_scales_and_a_warning() {
+    let model = calib::synth::opset11_model(Some("Scatter"));
+    let placement = calib::qdq::place(&model, &Exclusions::default()).unwrap();
+    let why = placement.per_tensor_weights.clone().expect("fallback");
+    assert!(
+        why.contains("'old_op' (Scatter)") && why.contains("opset 11"),
+        "{why}"
+    );
+    let scales = placement
+        .activation_tensors()
+        .into_iter()
+        .map(|t| (t, 0.05f32))
+        .collect();
+    let q = calib::qdq::insert(&model, &placement, &scales).unwrap();
+    assert_eq!(q.opset(), 11);
+    let dq = q
+        .graph()
+        .node
+        .iter()
+        .find(|n| n.op_type == "DequantizeLinear" && n.name.starts_with("conv.weight"))
+        .expect("weight DQ");
+    assert!(dq.attribute.is_empty(), "per tensor: no axis");
+    let scale = q
+        .graph()
+        .initializer
+        .iter()
+        .find(|t| t.name == dq.input[1])
+        .unwrap();
+    assert!(scale.dims.is_empty(), "scalar scale");
 }
 
 #[test]
