@@ -456,6 +456,37 @@ impl Model {
         })
     }
 
+    /// Clears dimension names of graph inputs and outputs that are placeholders rather than
+    /// symbols: `?` (which exporters write for "unknown" and which TensorRT would read as one
+    /// symbol shared by every such dim, contradicting a profile whose H and W differ) and
+    /// expressions such as `floor(height/2 - 1/2) + 1`. Returns how many were cleared.
+    pub fn clear_placeholder_dims(&mut self) -> usize {
+        let symbol = |p: &str| {
+            !p.is_empty()
+                && p != "?"
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | ':'))
+        };
+        let mut cleared = 0;
+        let graph = self.graph_mut();
+        for v in graph.input.iter_mut().chain(graph.output.iter_mut()) {
+            let Some(pb::type_proto::Value::TensorType(t)) =
+                v.r#type.as_mut().and_then(|t| t.value.as_mut())
+            else {
+                continue;
+            };
+            for d in t.shape.iter_mut().flat_map(|s| s.dim.iter_mut()) {
+                if let Some(pb::tensor_shape_proto::dimension::Value::DimParam(p)) = &d.value
+                    && !symbol(p)
+                {
+                    d.value = None;
+                    cleared += 1;
+                }
+            }
+        }
+        cleared
+    }
+
     /// Serializes the model with every initializer inline.
     pub fn to_bytes(&self) -> Vec<u8> {
         self.proto.encode_to_vec()

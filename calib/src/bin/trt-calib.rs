@@ -180,6 +180,8 @@ fn quantize(q: Quantize) -> Result<(), calib::Error> {
         .map_or(WeightStorage::Auto, |threshold| WeightStorage::External {
             threshold,
         });
+    // What TensorRT parses: no placeholder dim names (`?`) that it would read as one symbol.
+    qdq.clear_placeholder_dims();
     qdq.save(&q.out, storage)?;
     println!(
         "wrote {} ({} activations, {} weights quantized, {} calibration samples, {})",
