@@ -211,6 +211,13 @@ def corpus(ci):
         metric="decision", metric_output=0, ci=False,
         samples=lambda w: vad_samples(False),
     )
+    specs["silero_vad_if"] = dict(
+        source=("silero", "silero_vad/data/silero_vad.onnx"),
+        covers=["the same VAD network packaged as one top-level If (16 kHz / 8 kHz branches), opset 16", "inputs with no dims declared", "two dynamic inputs plus a scalar"],
+        profiles=[[profile_arg("input", [1, 576], [1, 576], [4, 576]), profile_arg("state", [2, 1, 128], [2, 1, 128], [2, 4, 128])]],
+        metric="decision", metric_output=0, ci=False,
+        samples=lambda w: vad_samples(False),
+    )
     specs["silero_vad_seq"] = dict(
         source=("silero", "silero_vad/data/silero_vad_16k_sequence.onnx"),
         covers=["LSTM over a sequence with h/c state inputs (three outputs)", "dynamic sequence length"],

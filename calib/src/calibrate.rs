@@ -13,6 +13,9 @@ use sha2::{Digest, Sha256};
 use crate::data::{SampleRef, Source};
 use crate::error::{Error, Result};
 use crate::infer::{CpuModel, ShapeSignature, to_f32};
+
+/// Most worker threads accepted.
+pub const MAX_THREADS: usize = 1024;
 use crate::model::{Model, TensorInfo, write_atomic};
 use crate::observer::{DEFAULT_BINS, Method, TensorStats, scale_for};
 use crate::profile::{Profile, validate_profiles};
@@ -136,9 +139,10 @@ impl<'m> Calibrator<'m> {
         self
     }
 
-    /// Histogram bins (default 2048).
+    /// Histogram bins (default 2048; [`crate::observer::BINS_RANGE`] is allowed, checked when
+    /// calibration runs).
     pub fn bins(mut self, bins: usize) -> Self {
-        self.bins = bins.max(256);
+        self.bins = bins;
         self
     }
 
@@ -168,7 +172,7 @@ impl<'m> Calibrator<'m> {
 
     /// Number of worker threads (default: every core).
     pub fn threads(mut self, threads: usize) -> Self {
-        self.threads = Some(threads.max(1));
+        self.threads = Some(threads);
         self
     }
 
@@ -264,6 +268,27 @@ impl<'m> Calibrator<'m> {
         Ok((calibration, false))
     }
 
+    /// Bounds on the options that size memory and time.
+    fn check_options(&self) -> Result<()> {
+        use crate::observer::BINS_RANGE;
+        if self.method.needs_histogram() && !BINS_RANGE.contains(&self.bins) {
+            return Err(Error::options(format!(
+                "{} histogram bins: the allowed range is {}..={}",
+                self.bins,
+                BINS_RANGE.start(),
+                BINS_RANGE.end()
+            )));
+        }
+        if let Some(t) = self.threads
+            && !(1..=MAX_THREADS).contains(&t)
+        {
+            return Err(Error::options(format!(
+                "{t} threads: the allowed range is 1..={MAX_THREADS}"
+            )));
+        }
+        Ok(())
+    }
+
     /// Runs calibration.
     ///
     /// # Errors
@@ -276,6 +301,7 @@ impl<'m> Calibrator<'m> {
 
     fn run_with(&self, source: &Source, fingerprint: String) -> Result<Calibration> {
         self.method.check()?;
+        self.check_options()?;
         let inputs = self.model.inputs()?;
         validate_profiles(&inputs, &self.profiles)?;
         let placement = qdq::place(self.model, &self.exclusions)?;
@@ -361,6 +387,17 @@ impl<'m> Calibrator<'m> {
         };
 
         let ranges = pass(1, vec![TensorStats::new(); tensors.len()])?;
+        // An activation that overflows float32 has no scale; say which, never write 1.0.
+        if let Some((t, r)) = tensors.iter().zip(&ranges).find(|(_, r)| r.non_finite > 0) {
+            return Err(Error::model(
+                self.model.name(),
+                format!(
+                    "activation '{t}' became non-finite (inf or NaN) in {} of {} values on the calibration data: the model overflows float32 on these inputs, so no INT8 scale exists for it; check the samples' value range, or exclude the node that produces it",
+                    r.non_finite,
+                    r.count + r.non_finite
+                ),
+            ));
+        }
         let stats = if passes == 2 {
             pass(
                 2,

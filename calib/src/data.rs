@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use ndarray_npy::{NpzReader, ReadNpyExt, ReadableElement};
+use ndarray_npy::{ReadNpyExt, ReadableElement};
 use tract_onnx::prelude::{IntoTensor, Tensor, f16, tract_ndarray as nd};
 
 use crate::error::{Error, Result};
@@ -280,21 +280,33 @@ fn npy_error(e: impl fmt::Display) -> String {
     }
 }
 
+/// Opens a calibration file that must be a regular file (a FIFO named `x.npy` would block
+/// forever; a device could be endless).
+fn open_regular(path: &Path) -> std::result::Result<(File, u64), String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    Ok((file, meta.len()))
+}
+
 fn read_npy_file(path: &Path, elem: ElemType) -> std::result::Result<HostTensor, String> {
-    Ok(read_as!(elem, T => {
-        let file = File::open(path).map_err(|e| e.to_string())?;
-        nd::ArrayD::<T>::read_npy(BufReader::new(file)).map_err(npy_error)
-    }))
+    let (file, len) = open_regular(path)?;
+    let bytes = crate::npy::read_checked(BufReader::new(file), Some(len))?;
+    Ok(read_as!(elem, T => nd::ArrayD::<T>::read_npy(&bytes[..]).map_err(npy_error)))
 }
 
 fn read_npz_entry(
-    npz: &mut NpzReader<BufReader<File>>,
+    npz: &mut zip::ZipArchive<BufReader<File>>,
     name: &str,
     elem: ElemType,
 ) -> std::result::Result<HostTensor, String> {
-    Ok(
-        read_as!(elem, T => npz.by_name::<ndarray::OwnedRepr<T>, nd::IxDyn>(name).map_err(npy_error)),
-    )
+    let entry = npz.by_name(name).map_err(|e| e.to_string())?;
+    // Compressed (np.savez_compressed) or stored: the entry reader inflates as it goes, and
+    // read_checked never reads past what the header declares.
+    let bytes = crate::npy::read_checked(entry, None)?;
+    Ok(read_as!(elem, T => nd::ArrayD::<T>::read_npy(&bytes[..]).map_err(npy_error)))
 }
 
 /// One calibration sample: one tensor per model input, by input name.
@@ -404,6 +416,33 @@ impl Sample {
                     Some(name),
                     format!("contains a NaN or infinite value at flat index {at}"),
                 ));
+            }
+        }
+        // Inputs that share a symbolic dimension (the batch `N` of every input) must agree.
+        let mut symbols: BTreeMap<&str, (&str, usize, usize)> = BTreeMap::new();
+        for input in inputs {
+            let shape = self.tensors[&input.name].shape();
+            for (axis, dim) in input.dims.iter().enumerate() {
+                let Dim::Symbolic(sym) = dim else { continue };
+                if !crate::model::is_symbol(sym) {
+                    continue;
+                }
+                let value = shape[axis];
+                match symbols.get(sym.as_str()) {
+                    Some(&(other, other_axis, v)) if v != value => {
+                        return Err(Error::sample(
+                            id,
+                            Some(&input.name),
+                            format!(
+                                "dimension {axis} is {value} but dimension {other_axis} of input '{other}' is {v}; the model names both '{sym}', so they must be equal"
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
+                    None => {
+                        symbols.insert(sym, (&input.name, axis, value));
+                    }
+                }
             }
         }
         if profiles.is_empty() {
@@ -569,9 +608,13 @@ impl Source {
     ///
     /// # Errors
     ///
-    /// As [`Source::list`].
+    /// As [`Source::list`]; [`Error::Options`] for `every` below 2 (every sample held out).
     pub fn split(&self, every: usize) -> Result<(Source, Source)> {
-        let every = every.max(2);
+        if every < 2 {
+            return Err(Error::options(format!(
+                "holding out every {every}. sample would leave no sample to calibrate; use 2 or more (or 0 for no hold-out)"
+            )));
+        }
         let held = |i: usize| i % every == every - 1;
         match self {
             Source::Memory(v) => {
@@ -719,12 +762,11 @@ impl Source {
             }
             SampleRef::Npz(file) => {
                 let id = file.display().to_string();
-                let f = File::open(file).map_err(|e| Error::io(file, e))?;
-                let mut npz = NpzReader::new(BufReader::new(f))
+                let (f, _) = open_regular(file).map_err(|m| Error::sample(&id, None, m))?;
+                let mut npz = zip::ZipArchive::new(BufReader::new(f))
                     .map_err(|e| Error::sample(&id, None, format!("not a readable .npz: {e}")))?;
-                let names = npz
-                    .names()
-                    .map_err(|e| Error::sample(&id, None, format!("not a readable .npz: {e}")))?;
+                let mut names: Vec<String> = npz.file_names().map(str::to_string).collect();
+                names.sort();
                 let mut out = Sample::new(id.clone());
                 for entry in names {
                     let name = entry.strip_suffix(".npy").unwrap_or(&entry).to_string();

@@ -54,11 +54,14 @@
 //! measure the model as it will be built.
 
 pub mod calibrate;
+pub mod check;
 pub mod data;
 mod error;
 pub mod fp16;
 pub mod infer;
 pub mod model;
+mod npy;
+pub use npy::MAX_ARRAY_BYTES;
 pub mod observer;
 pub mod opset;
 pub mod profile;

@@ -202,6 +202,45 @@ pub enum WeightStorage {
 
 const PROTOBUF_LIMIT: usize = (2 << 30) - 1;
 
+/// Whether a dimension name is a real symbol rather than a placeholder (`?`, an expression).
+pub(crate) fn is_symbol(p: &str) -> bool {
+    !p.is_empty()
+        && p != "?"
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | ':'))
+}
+
+/// The file an external-data `location` names, if it stays inside `dir`: relative, without
+/// `..`, and (after following symbolic links) still under `dir` — the rule of ONNX's own
+/// checker. Otherwise why not.
+fn confined(dir: &Path, location: &str) -> std::result::Result<PathBuf, String> {
+    use std::path::Component;
+    let rel = Path::new(location);
+    if location.is_empty() {
+        return Err("which is empty".into());
+    }
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err("which is absolute or leaves the folder (`..`)".into());
+    }
+    let file = dir.join(rel);
+    let base = dir
+        .canonicalize()
+        .map_err(|e| format!("(folder unreadable: {e})"))?;
+    match file.canonicalize() {
+        Ok(real) if real.starts_with(&base) => Ok(file),
+        Ok(real) => Err(format!(
+            "which is a link to {} outside the folder",
+            real.display()
+        )),
+        // Missing: reading it reports the file by name.
+        Err(_) => Ok(file),
+    }
+}
+
 /// An ONNX model in memory, with external data already read in.
 #[derive(Debug, Clone)]
 pub struct Model {
@@ -217,7 +256,8 @@ impl Model {
     /// # Errors
     ///
     /// [`Error::Io`] naming the model or data file; [`Error::Decode`] for invalid protobuf;
-    /// [`Error::Model`] for a missing graph or an external-data reference outside its file.
+    /// [`Error::Model`] for a missing graph, an external-data reference outside its file or
+    /// outside the model's folder, or a graph that fails [`crate::check::check`].
     pub fn load(path: impl AsRef<Path>) -> Result<Model> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
@@ -226,6 +266,7 @@ impl Model {
         model.path = Some(path.to_path_buf());
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         model.resolve_external(&dir)?;
+        crate::check::check(&model)?;
         Ok(model)
     }
 
@@ -238,6 +279,7 @@ impl Model {
         let name = name.into();
         let mut model = Self::decode(bytes, Path::new(&name))?;
         model.name = name;
+        crate::check::check(&model)?;
         Ok(model)
     }
 
@@ -302,7 +344,16 @@ impl Model {
                 )
             })?;
             let offset: usize = field("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
-            let file = dir.join(&location);
+            let file = confined(dir, &location).map_err(|why| {
+                Error::model(
+                    &name,
+                    format!(
+                        "initializer '{}' has external data at '{location}', {why}; external data must stay inside the model's folder {}",
+                        tensor.name,
+                        dir.display()
+                    ),
+                )
+            })?;
             let data = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
             let length: usize = field("length")
                 .and_then(|v| v.parse().ok())
@@ -316,7 +367,7 @@ impl Model {
                         format!(
                             "initializer '{}' wants bytes {offset}..{} of {} which has {} bytes",
                             tensor.name,
-                            offset + length,
+                            offset.saturating_add(length),
                             file.display(),
                             data.len()
                         ),
@@ -461,12 +512,6 @@ impl Model {
     /// symbol shared by every such dim, contradicting a profile whose H and W differ) and
     /// expressions such as `floor(height/2 - 1/2) + 1`. Returns how many were cleared.
     pub fn clear_placeholder_dims(&mut self) -> usize {
-        let symbol = |p: &str| {
-            !p.is_empty()
-                && p != "?"
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | ':'))
-        };
         let mut cleared = 0;
         let graph = self.graph_mut();
         for v in graph.input.iter_mut().chain(graph.output.iter_mut()) {
@@ -477,7 +522,7 @@ impl Model {
             };
             for d in t.shape.iter_mut().flat_map(|s| s.dim.iter_mut()) {
                 if let Some(pb::tensor_shape_proto::dimension::Value::DimParam(p)) = &d.value
-                    && !symbol(p)
+                    && !is_symbol(p)
                 {
                     d.value = None;
                     cleared += 1;
@@ -556,7 +601,11 @@ impl Model {
 /// Writes `bytes` to a temporary file next to `path` and renames it into place. Temporary
 /// names are unique per process and call, so concurrent writers (threads or processes) never
 /// share one; the last rename wins with a complete file.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+///
+/// # Errors
+///
+/// [`Error::Io`] naming the file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = path
         .parent()

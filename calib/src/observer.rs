@@ -99,6 +99,9 @@ impl Method {
 /// Number of histogram bins (TensorRT's entropy calibrator uses 2048).
 pub const DEFAULT_BINS: usize = 2048;
 
+/// Histogram sizes accepted (entropy calibration is quadratic in the bin count).
+pub const BINS_RANGE: std::ops::RangeInclusive<usize> = 128..=65536;
+
 /// Streaming statistics of one tensor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TensorStats {
@@ -110,6 +113,8 @@ pub struct TensorStats {
     pub bins: Vec<u64>,
     /// Upper edge of the histogram.
     pub range: f32,
+    /// Values that were infinite or NaN (they never enter the range or histogram).
+    pub non_finite: u64,
 }
 
 impl TensorStats {
@@ -120,6 +125,7 @@ impl TensorStats {
             count: 0,
             bins: Vec::new(),
             range: 0.0,
+            non_finite: 0,
         }
     }
 
@@ -130,21 +136,28 @@ impl TensorStats {
             count: 0,
             bins: vec![0; bins],
             range,
+            non_finite: 0,
         }
     }
 
     /// Adds values.
     pub fn observe(&mut self, values: &[f32]) {
         let mut amax = self.amax;
+        let mut non_finite = 0u64;
         for &v in values {
-            amax = amax.max(v.abs());
+            if v.is_finite() {
+                amax = amax.max(v.abs());
+            } else {
+                non_finite += 1;
+            }
         }
         self.amax = amax;
+        self.non_finite += non_finite;
         self.count += values.len() as u64;
         if !self.bins.is_empty() && self.range > 0.0 {
             let n = self.bins.len();
             let per_unit = n as f32 / self.range;
-            for &v in values {
+            for &v in values.iter().filter(|v| v.is_finite()) {
                 let b = ((v.abs() * per_unit) as usize).min(n - 1);
                 self.bins[b] += 1;
             }
@@ -157,6 +170,7 @@ impl TensorStats {
     pub fn merge(&mut self, other: &TensorStats) {
         self.amax = self.amax.max(other.amax);
         self.count += other.count;
+        self.non_finite += other.non_finite;
         if self.bins.len() == other.bins.len() {
             for (a, b) in self.bins.iter_mut().zip(&other.bins) {
                 *a += b;

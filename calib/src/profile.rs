@@ -138,6 +138,12 @@ impl Profile {
             parse_shape(parts[1])?,
             parse_shape(parts[0])?,
         );
+        if self.inputs.contains_key(parts[3]) {
+            return Err(Error::options(format!(
+                "profile '{spec}': input '{}' already has a range in this profile; give each input once",
+                parts[3]
+            )));
+        }
         self.inputs.insert(parts[3].to_string(), range);
         Ok(self)
     }

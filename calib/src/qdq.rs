@@ -120,6 +120,19 @@ fn attr_i(node: &pb::NodeProto, name: &str) -> Option<i64> {
 /// is impossible, weights are quantized per tensor and [`Placement::per_tensor_weights`] says
 /// why.
 pub fn place(model: &Model, exclusions: &Exclusions) -> Result<Placement> {
+    // An exclusion that names nothing is a typo that would silently quantize the node.
+    let mut unknown: Vec<&String> = exclusions
+        .nodes
+        .iter()
+        .filter(|n| !model.graph().node.iter().any(|node| &node.name == *n))
+        .collect();
+    unknown.sort();
+    if let Some(first) = unknown.first() {
+        return Err(Error::options(format!(
+            "exclude '{first}' matches no node name and no operator type of model {}",
+            model.name()
+        )));
+    }
     let (raised, per_tensor) = opset::for_qdq(model);
     let mut placement = place_in(&raised, exclusions)?;
     placement.per_tensor_weights = per_tensor;

@@ -3,71 +3,12 @@
 //! sample, the input, the dimension, the value and what was allowed.
 
 use std::path::Path;
-use std::process::Command;
 
-use calib::synth::{seed_decoder, seed_samples};
 use calib::{HostTensor, Sample, TensorData};
 
-fn trt_calib(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_trt-calib"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-const PROFILE: [&str; 6] = [
-    "--profile",
-    "y_hat:1x8x4x4:2x8x6x6:4x8x8x8",
-    "--profile",
-    "q:1x8x1x1:2x8x1x1:4x8x1x1",
-    "--profile",
-    "dummy_input:1x3x15x15:2x3x23x23:4x3x31x31",
-];
-
-fn setup(dir: &Path) {
-    seed_decoder(1)
-        .save(dir.join("seed.onnx"), calib::WeightStorage::Inline)
-        .unwrap();
-    let shapes = [
-        (1, 4, 4),
-        (2, 6, 6),
-        (4, 8, 8),
-        (3, 5, 7),
-        (2, 8, 4),
-        (1, 6, 8),
-    ];
-    for (i, s) in seed_samples(3, &shapes, 1).iter().enumerate() {
-        s.save_npy_dir(&dir.join("data").join(format!("s{i}")))
-            .unwrap();
-    }
-}
-
-fn quantize(dir: &Path, extra: &[&str]) -> (bool, String) {
-    let (model, data, out) = (
-        dir.join("seed.onnx"),
-        dir.join("data"),
-        dir.join("seed.int8.onnx"),
-    );
-    let mut args = vec![
-        "quantize",
-        "--model",
-        model.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-    ];
-    args.extend(["--out", out.to_str().unwrap()]);
-    args.extend(PROFILE);
-    args.extend(extra);
-    trt_calib(&args)
-}
+mod common;
+use calib::synth::seed_samples;
+use common::{quantize, setup, trt_calib};
 
 #[test]
 fn inspect_lists_inputs_and_outputs_with_symbolic_dims() {

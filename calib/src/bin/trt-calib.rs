@@ -85,6 +85,14 @@ struct Quantize {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    // Panics inside the inference engine become errors naming the node; keep their raw
+    // message out of the terminal.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !calib::infer::inside_engine() {
+            default_hook(info);
+        }
+    }));
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect { model } => inspect(model),
@@ -113,8 +121,87 @@ fn inspect(path: PathBuf) -> Result<(), calib::Error> {
     Ok(())
 }
 
+/// Files a run reads: the model, its external data and every data file.
+fn inputs_of(q: &Quantize, model: &Model) -> Vec<PathBuf> {
+    let mut files = vec![q.model.clone()];
+    files.extend(model.external_files().iter().cloned());
+    for dir in std::iter::once(&q.data).chain(q.report_data.as_ref()) {
+        files.extend(
+            walkdir::WalkDir::new(dir)
+                .follow_links(true)
+                .into_iter()
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_file())
+                .map(|e| e.into_path()),
+        );
+    }
+    files
+}
+
+/// The identity of a path for aliasing checks: (device, inode) when it exists, else the
+/// canonical parent joined with the file name.
+fn identity(path: &std::path::Path) -> Option<(Option<(u64, u64)>, PathBuf)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok();
+    let canonical = match path.canonicalize() {
+        Ok(c) => c,
+        Err(_) => {
+            let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+            let parent = parent.map_or_else(|| PathBuf::from("."), PathBuf::from);
+            parent.canonicalize().ok()?.join(path.file_name()?)
+        }
+    };
+    Some((meta.map(|m| (m.dev(), m.ino())), canonical))
+}
+
+/// Refuses outputs that are (or would overwrite) an input, or each other.
+fn check_outputs(q: &Quantize, model: &Model) -> Result<(), calib::Error> {
+    let mut outputs: Vec<(&str, PathBuf)> = vec![("--out", q.out.clone())];
+    let mut data = q.out.clone().into_os_string();
+    data.push(".data");
+    outputs.push(("--out's external data", PathBuf::from(data)));
+    if let Some(r) = &q.report {
+        outputs.push(("--report", r.clone()));
+    }
+    if let Some(c) = &q.calibration_cache {
+        outputs.push(("--calibration-cache", c.clone()));
+    }
+    let inputs: Vec<(PathBuf, _)> = inputs_of(q, model)
+        .into_iter()
+        .filter_map(|p| identity(&p).map(|id| (p, id)))
+        .collect();
+    let refuse = |flag: &str, out: &PathBuf, what: String| {
+        Err(calib::Error::Options {
+            message: format!(
+                "{flag} {} is {what}; refusing to overwrite an input (nothing was written)",
+                out.display()
+            ),
+        })
+    };
+    for (i, (flag, out)) in outputs.iter().enumerate() {
+        let Some((inode, canonical)) = identity(out) else {
+            continue;
+        };
+        if out.is_dir() {
+            return refuse(flag, out, "a directory".into());
+        }
+        for (path, (other_inode, other)) in &inputs {
+            if *other == canonical || (inode.is_some() && inode == *other_inode) {
+                return refuse(flag, out, format!("the input {}", path.display()));
+            }
+        }
+        for (other_flag, other) in &outputs[..i] {
+            if identity(other).is_some_and(|(_, c)| c == canonical) {
+                return refuse(flag, out, format!("also {other_flag}"));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn quantize(q: Quantize) -> Result<(), calib::Error> {
     let model = Model::load(&q.model)?;
+    check_outputs(&q, &model)?;
     let method = Method::parse(&q.method)?;
     let mut profile = Profile::new();
     for spec in &q.profile {
@@ -127,10 +214,29 @@ fn quantize(q: Quantize) -> Result<(), calib::Error> {
     };
     let source = Source::Path(q.data.clone());
     let (calibration_source, held_out) = match (&q.report_data, q.hold_out_every) {
-        (Some(r), _) => (source, Source::Path(r.clone())),
-        (None, 0) => (source, Source::Memory(Vec::new())),
-        (None, n) => source.split(n)?,
+        (Some(r), _) => {
+            let held = Source::Path(r.clone());
+            if held.list()?.is_empty() {
+                return Err(calib::Error::Options {
+                    message: format!("--report-data {} holds no sample", r.display()),
+                });
+            }
+            (source, Some(held))
+        }
+        (None, 0) => (source, None),
+        (None, n) => {
+            let (c, h) = source.split(n)?;
+            let some = h.list().is_ok_and(|l| !l.is_empty());
+            (c, some.then_some(h))
+        }
     };
+    // Every held-out sample is checked before anything is computed or written.
+    let inputs = model.inputs()?;
+    if let Some(held) = &held_out {
+        for r in held.list()? {
+            held.load(&r, &inputs)?.validate(&inputs, &profiles)?;
+        }
+    }
 
     let bar = ProgressBar::new(0);
     bar.set_style(
@@ -175,6 +281,11 @@ fn quantize(q: Quantize) -> Result<(), calib::Error> {
     if q.fp16 {
         qdq = calib::fp16::convert(&qdq);
     }
+    let report = match &held_out {
+        Some(held) => Some(report::compare(&model, &qdq, held)?),
+        None => None,
+    };
+    // Everything checked: now the outputs, each written atomically.
     let storage = q
         .external_data_threshold
         .map_or(WeightStorage::Auto, |threshold| WeightStorage::External {
@@ -194,18 +305,14 @@ fn quantize(q: Quantize) -> Result<(), calib::Error> {
     for (node, why) in &calibration.placement.skipped {
         println!("kept in float: {node} ({why})");
     }
-    if held_out.list().map(|l| l.is_empty()).unwrap_or(true) {
+    let Some(report) = report else {
         println!("no held-out sample: no accuracy report");
         return Ok(());
-    }
-    let report = report::compare(&model, &qdq, &held_out)?;
+    };
     println!("{}", report.table());
     if let Some(path) = &q.report {
         let json = serde_json::to_vec_pretty(&report).expect("report serializes");
-        std::fs::write(path, json).map_err(|e| calib::Error::Io {
-            path: path.clone(),
-            source: e,
-        })?;
+        calib::model::write_atomic(path, &json)?;
     }
     Ok(())
 }

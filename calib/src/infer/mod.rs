@@ -104,6 +104,7 @@ impl CpuModel {
                 .collect::<Vec<_>>(),
         );
         let ctx = |step: &str| format!("{name}: {step}");
+        crate::check::check(model)?;
         // tract's Q/DQ take float32 scales; FP16 models get the equivalent float32 form.
         let widened = crate::fp16::widen_qdq_for_tract(model);
         let original = widened.as_ref().unwrap_or(model).proto();
@@ -181,13 +182,14 @@ impl CpuModel {
             }
         };
         // Built outside the lock; threads asking for the same shapes wait for one build.
-        slot.get_or_init(|| {
-            self.concrete_plan(sig).map_err(|e| {
-                e.chain()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
+        slot.get_or_init(|| match contained(|| self.concrete_plan(sig)) {
+            Ok(Ok(plan)) => Ok(plan),
+            Ok(Err(e)) => Err(e
+                .chain()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")),
+            Err(panic) => Err(format!("tract panicked while planning: {panic}")),
         })
         .clone()
         .map_err(|e| self.plan_error(sig, &e))
@@ -358,7 +360,9 @@ impl CpuModel {
                     .iter()
                     .map(|(_, t)| t.to_tract().into_tvalue())
                     .collect();
-                let out = plan.run(values).map_err(|e| fail(format!("{e:#}")))?;
+                let out = contained(|| plan.run(values))
+                    .map_err(|p| fail(format!("tract panicked while running: {p}")))?
+                    .map_err(|e| fail(format!("{e:#}")))?;
                 Ok(out.into_iter().map(|v| v.into_tensor()).collect())
             }
         }
@@ -378,6 +382,30 @@ pub fn to_f32(t: &Tensor) -> Result<Vec<f32>> {
         .to_plain_array_view::<f32>()
         .map_err(|e| Error::inference("reading an output", e))?;
     Ok(view.iter().copied().collect())
+}
+
+thread_local! {
+    static IN_ENGINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this thread is inside a call into an inference engine, whose panics become
+/// errors: a panic hook can use it to keep those panics out of the user's terminal.
+pub fn inside_engine() -> bool {
+    IN_ENGINE.with(std::cell::Cell::get)
+}
+
+/// Runs `f`, turning a panic inside the engine into its message (no panic crosses a public
+/// API of this crate).
+fn contained<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    let outer = IN_ENGINE.with(|c| c.replace(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    IN_ENGINE.with(|c| c.set(outer));
+    r.map_err(|p| {
+        p.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into())
+    })
 }
 
 /// The innermost `node #N "name" Op` that tract's error chain names, as (name, op).
