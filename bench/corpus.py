@@ -213,10 +213,11 @@ def corpus(ci):
     )
     specs["silero_vad_if"] = dict(
         source=("silero", "silero_vad/data/silero_vad.onnx"),
-        covers=["the same VAD network packaged as one top-level If (16 kHz / 8 kHz branches), opset 16", "inputs with no dims declared", "two dynamic inputs plus a scalar"],
+        covers=["the same VAD network packaged as one top-level If on the sample rate (16 kHz / 8 kHz branches), opset 16", "a constant input (sr=16000) bound at build time, then shape-decided If nodes folded", "two dynamic inputs"],
         profiles=[[profile_arg("input", [1, 576], [1, 576], [4, 576]), profile_arg("state", [2, 1, 128], [2, 1, 128], [2, 4, 128])]],
+        constants=["sr=16000"],
         metric="decision", metric_output=0, ci=False,
-        samples=lambda w: vad_samples(False),
+        samples=lambda w: [{k: v for k, v in s.items() if k != "sr"} for s in vad_samples(False)],
     )
     specs["silero_vad_seq"] = dict(
         source=("silero", "silero_vad/data/silero_vad_16k_sequence.onnx"),
@@ -328,6 +329,7 @@ def main():
             "name": name, "model": f"{name}/model.onnx", "source": f"{WHEELS[key]}:{member}",
             "covers": spec["covers"], "profiles": spec["profiles"], "metric": spec["metric"],
             "metric_output": spec["metric_output"], "ci": spec["ci"],
+            "constants": spec.get("constants", []),
             "calib": f"{name}/calib", "held_out": f"{name}/held_out",
             "samples": len(samples),
         }

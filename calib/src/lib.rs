@@ -57,6 +57,7 @@ pub mod calibrate;
 pub mod check;
 pub mod data;
 mod error;
+pub mod fold;
 pub mod fp16;
 pub mod infer;
 pub mod model;

@@ -61,6 +61,12 @@ fn every_corpus_model_calibrates_with_every_method_and_builds_an_int8_engine() {
             for p in &profiles {
                 config.profile(p.clone());
             }
+            let model = calib::Model::load(dir.join(m["model"].as_str().unwrap())).unwrap();
+            for spec in m["constants"].as_array().into_iter().flatten() {
+                let (input, value) =
+                    calib::fold::parse_constant(&model, spec.as_str().unwrap()).unwrap();
+                config.constant_input(input, value);
+            }
             config.int8(
                 Int8::from_path(dir.join(m["calib"].as_str().unwrap()))
                     .method(method)

@@ -196,9 +196,18 @@ pub struct ModelConfig {
     precision: Precision,
     optimization_level: Option<i32>,
     workspace_limit: Option<usize>,
+    constants: Vec<(String, HostTensor)>,
 }
 
 impl ModelConfig {
+    /// Binds an input to a constant value (a sample rate, a mode flag the application never
+    /// changes): the input leaves the engine, and `If` nodes that test it are replaced by the
+    /// branch taken. The value must have the input's element type and rank.
+    pub fn constant_input(&mut self, name: impl Into<String>, value: HostTensor) -> &mut Self {
+        self.constants.push((name.into(), value));
+        self
+    }
+
     /// Adds an optimization profile (min/opt/max of every dynamic input).
     pub fn profile(&mut self, profile: Profile) -> &mut Self {
         self.profiles.push(profile);
@@ -301,6 +310,7 @@ impl Builder {
             precision: Precision::Fp32,
             optimization_level: None,
             workspace_limit: None,
+            constants: Vec::new(),
         });
         self.models.last_mut().expect("just pushed")
     }

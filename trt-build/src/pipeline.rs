@@ -17,6 +17,12 @@ use crate::{
     Builder, BuiltModel, Int8, KEY_VERSION, ModelConfig, Precision, Profile, Source, codegen,
 };
 
+/// Printed (as Cargo warnings) before calibrating when this crate was compiled at opt-level 0.
+const UNOPTIMIZED_WARNING: &str = "trt-build: calibration runs unoptimised: Cargo compiles build scripts and their dependencies at opt-level 0 unless told otherwise, which makes INT8 calibration roughly 10-40x slower (measured in BENCHMARKS.md).
+trt-build: add this to the application's Cargo.toml (the workspace root's, in a workspace) and rebuild:
+trt-build:     [profile.dev.build-override]
+trt-build:     opt-level = 3";
+
 impl Builder {
     pub(crate) fn build_model(
         &self,
@@ -34,6 +40,12 @@ impl Builder {
         for f in model.external_files() {
             cargo.rerun_if_changed(f);
         }
+        let model = if m.constants.is_empty() {
+            model
+        } else {
+            calib::fold::bind_inputs(&model, &m.constants)
+                .map_err(|e| Error::declaration(name, e))?
+        };
         let inputs = model.inputs().map_err(|e| Error::declaration(name, e))?;
         calib::profile::require_profiles(&inputs, &m.profiles)
             .map_err(|e| Error::declaration(name, e))?;
@@ -64,6 +76,11 @@ impl Builder {
             serde_json::to_vec(&(&m.profiles, m.precision.name(), &options, fp16))
                 .expect("serializable"),
         );
+        for (input, value) in &m.constants {
+            key.update(input.as_bytes());
+            key.update(value.elem_type().name());
+            key.update(value.to_le_bytes());
+        }
         let mut calibrator_sources = None;
         match &m.precision {
             Precision::Int8(int8) => {
@@ -240,9 +257,27 @@ impl Builder {
     ) -> Result<cache::Entry, Error> {
         let name = m.name.as_str();
         let mut files: Vec<(&str, Vec<u8>)> = Vec::new();
+        // `If` nodes decided by shapes the profiles fix are replaced by their branch (TensorRT
+        // and tract cannot take some of them).
+        let folded = calib::fold::fold_shape_ifs(model, &m.profiles)
+            .map_err(|e| Error::calibration(name, e))?;
+        let model: &calib::Model = match &folded {
+            Some((f, notes)) => {
+                for n in notes {
+                    log.push_str(&format!("{name}: {n}\n"));
+                }
+                f
+            }
+            None => model,
+        };
         let (onnx, calibration) = match (&m.precision, sources) {
             (Precision::Int8(int8), Some((calibration_source, held_out, fingerprint))) => {
                 let t = Instant::now();
+                if cfg!(trt_build_unoptimized) {
+                    for line in UNOPTIMIZED_WARNING.lines() {
+                        cargo.warning(line);
+                    }
+                }
                 // Progress goes to the build log: every pass's start and every tenth of it.
                 let progress = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
                 let (sink, label) = (progress.clone(), name.to_string());

@@ -5,7 +5,7 @@
 use std::ffi::c_void;
 use std::sync::{Arc, Mutex};
 
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DriverError};
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DriverError};
 use tensorrt_sys::{Engine, IoMode, Library, Logger, Runtime, Severity};
 use trt_manifest::{Interface, Manifest, ProfileSpec, RangeSpec, TensorSpec};
 
@@ -248,12 +248,22 @@ impl GpuBackend {
                 },
             ));
         }
-        let bindings = inputs
-            .iter()
-            .map(|(n, _, b)| (*n, *b))
-            .chain(outputs.iter().map(|(n, t)| (n.as_str(), &t.buffer)));
-        for (name, buffer) in bindings {
-            let (ptr, _sync) = buffer.device_ptr(&stream);
+        // cudarc's contract: a `SyncOnDrop` guard must live until the work that uses its
+        // pointer is scheduled, so every guard is kept until after `enqueue`. Inputs are read
+        // (`device_ptr`), outputs written (`device_ptr_mut`).
+        let mut guards = Vec::with_capacity(inputs.len() + outputs.len());
+        let mut addresses: Vec<(&str, u64)> = Vec::with_capacity(guards.capacity());
+        for (name, _, buffer) in inputs {
+            let (ptr, sync) = buffer.device_ptr(&stream);
+            addresses.push((name, ptr));
+            guards.push(sync);
+        }
+        for (name, t) in outputs.iter_mut() {
+            let (ptr, sync) = t.buffer.device_ptr_mut(&stream);
+            addresses.push((name.as_str(), ptr));
+            guards.push(sync);
+        }
+        for (name, ptr) in addresses {
             // SAFETY: every buffer outlives the enqueued work: inputs are owned by the caller
             // (or the in-flight call) until the stream is synchronised, outputs are returned.
             // Sizes come from the tensors' current shapes and element types.
@@ -261,6 +271,7 @@ impl GpuBackend {
         }
         // SAFETY: every I/O tensor is bound to a live buffer of the right size on `stream`.
         unsafe { slot.context.enqueue(raw_stream)? };
+        drop(guards);
         Ok(outputs.into_iter().map(|(_, t)| t).collect())
     }
 

@@ -1,7 +1,5 @@
 //! A loaded model behind one of the backends, with validated calls.
 
-use std::sync::Once;
-
 use sha2::{Digest, Sha256};
 use trt_manifest::Manifest;
 
@@ -60,7 +58,8 @@ pub struct Session {
     reason: String,
 }
 
-static LOGGED: Once = Once::new();
+/// Models whose backend choice was logged (once per model and process).
+static LOGGED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 impl Session {
     /// Loads a model from its engine bytes, optional ONNX (for the CPU backend) and manifest
@@ -121,14 +120,17 @@ impl Session {
                     })?,
             },
         };
-        LOGGED.call_once(|| {
+        let mut logged = LOGGED.lock().unwrap_or_else(|e| e.into_inner());
+        if !logged.contains(&session.manifest.name) {
+            logged.push(session.manifest.name.clone());
             log::info!(
                 "trt-runtime: `{}` runs on {}: {}",
                 session.manifest.name,
                 session.backend(),
                 session.reason
-            )
-        });
+            );
+        }
+        drop(logged);
         Ok(session)
     }
 

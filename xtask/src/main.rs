@@ -12,6 +12,8 @@
 //! - `test`: setup, the bindings staleness check, the TensorRT 11.4 compile check, `cargo
 //!   check` over the feature matrix, then `cargo test --workspace` (the README's test command,
 //!   run by `.ci/run`).
+//! - `bench corpus [MODEL ...]`: every real corpus model, ours against onnxruntime's
+//!   `quantize_static` (time, peak RSS, task metric, engine builds), `bench/corpus_bench.py`.
 //! - `bench`: the calibration benchmark against onnxruntime's `quantize_static` (installs
 //!   onnxruntime into `.trt/bench-venv`, builds `trt-calib` in release, runs
 //!   `bench/calibration.py`); results go to `target/bench-results.json`.
@@ -64,7 +66,7 @@ fn main() -> ExitCode {
         Some("corpus") => corpus(args.iter().any(|a| a == "--ci")).map(|_| ()),
         Some("bindgen") => bindgen(args.iter().any(|a| a == "--check")),
         Some("bench") => bench(&args[1..]),
-        _ => Err("usage: cargo xtask <setup|example|test|corpus [--ci]|bench [CHANNELS DEPTH SIZE SAMPLES]|bindgen [--check]>".into()),
+        _ => Err("usage: cargo xtask <setup|example|test|corpus [--ci]|bench [corpus [MODEL...] | CHANNELS DEPTH SIZE SAMPLES]|bindgen [--check]>".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -475,7 +477,46 @@ fn test() -> Result {
         .env("TRT_CORPUS_DIR", &slice))
 }
 
+/// `cargo xtask bench corpus [MODEL ...]`: every corpus model, ours against onnxruntime's
+/// `quantize_static`, in one run (`bench/corpus_bench.py`); results in
+/// `target/corpus-bench.json`.
+fn corpus_bench(models: &[String]) -> Result {
+    let root = root();
+    setup()?;
+    let corpus_dir = corpus(false)?;
+    run(cargo().current_dir(&root).args([
+        "build",
+        "--release",
+        "--package",
+        "calib",
+        "--bin",
+        "trt-calib",
+    ]))?;
+    run(cargo().current_dir(&root).args([
+        "build",
+        "--release",
+        "--package",
+        "trt-build",
+        "--example",
+        "build_engine",
+    ]))?;
+    let results = root.join("target").join("corpus-bench.json");
+    let _ = std::fs::remove_file(&results);
+    run(Command::new(root.join(".trt/corpus-venv/bin/python"))
+        .arg(root.join("bench/corpus_bench.py"))
+        .arg(root.join("target/release/trt-calib"))
+        .arg(root.join("target/release/examples/build_engine"))
+        .arg(&corpus_dir)
+        .arg(&results)
+        .args(models))?;
+    eprintln!("xtask: results in {}", results.display());
+    Ok(())
+}
+
 fn bench(args: &[String]) -> Result {
+    if args.first().map(String::as_str) == Some("corpus") {
+        return corpus_bench(&args[1..]);
+    }
     let root = root();
     let venv = root.join(".trt").join("bench-venv");
     let venv_python = venv.join("bin").join("python");

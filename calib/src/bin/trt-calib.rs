@@ -53,6 +53,10 @@ struct Quantize {
     /// repeat for every dynamic input. Samples must fit the profile.
     #[arg(long = "profile", value_name = "NAME:MIN:OPT:MAX")]
     profile: Vec<String>,
+    /// Bind an input to a constant (e.g. `sr=16000`): it leaves the model's inputs, and `If`
+    /// nodes that test it are replaced by the branch taken; repeatable.
+    #[arg(long = "constant", value_name = "NAME=VALUE")]
+    constant: Vec<String>,
     /// Where to write the Q/DQ model.
     #[arg(long)]
     out: PathBuf,
@@ -211,6 +215,24 @@ fn quantize(q: Quantize) -> Result<(), calib::Error> {
         Vec::new()
     } else {
         vec![profile]
+    };
+    let mut bound = Vec::new();
+    for spec in &q.constant {
+        bound.push(calib::fold::parse_constant(&model, spec)?);
+    }
+    let model = if bound.is_empty() {
+        model
+    } else {
+        calib::fold::bind_inputs(&model, &bound)?
+    };
+    let model = match calib::fold::fold_shape_ifs(&model, &profiles)? {
+        Some((folded, notes)) => {
+            for n in notes {
+                eprintln!("note: {n}");
+            }
+            folded
+        }
+        None => model,
     };
     let source = Source::Path(q.data.clone());
     let (calibration_source, held_out) = match (&q.report_data, q.hold_out_every) {

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Real-model benchmark: trt-calib against onnxruntime's quantize_static on every corpus model.
+
+For each model of the corpus (`cargo xtask corpus`), in one run:
+- ours: `trt-calib quantize` with minmax, percentile:99.99, entropy and mse;
+- the peer: `quantize_static(QDQ, per_channel=True, QInt8 activations and weights, symmetric)`
+  with MinMax, Entropy and Percentile (its histogram calibrators);
+each as its own child process (wall time, peak RSS from wait4). Then, for every Q/DQ model,
+the task metric against the FP32 model on the held-out samples, computed by onnxruntime
+(independent of our code), and whether TensorRT-RTX builds an engine from it.
+
+usage: corpus_bench.py TRT_CALIB BUILD_ENGINE CORPUS_DIR OUT_JSON [MODEL ...]
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+OURS = ["minmax", "percentile:99.99", "entropy", "mse"]
+PEER = ["MinMax", "Entropy", "Percentile"]
+
+
+def samples(folder):
+    for d in sorted(os.listdir(folder)):
+        p = os.path.join(folder, d)
+        yield {f[:-4]: np.load(os.path.join(p, f)) for f in sorted(os.listdir(p)) if f.endswith(".npy")}
+
+
+def measure(cmd, timeout=1800):
+    with tempfile.TemporaryFile() as log:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        code = os.waitstatus_to_exitcode(status)
+        log.seek(0)
+        text = log.read().decode(errors="replace")
+    return {"ok": code == 0, "seconds": round(wall, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+            "log": text[-800:] if code else ""}
+
+
+def peer_child(model, calib, method, out):
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = samples(calib)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(
+        model, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+        calibrate_method=getattr(CalibrationMethod, method),
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+    )
+
+
+def session(path):
+    import onnxruntime as ort
+    o = ort.SessionOptions()
+    o.log_severity_level = 3
+    return ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
+
+
+def ctc(seq):
+    out, prev = [], None
+    for t in seq:
+        if t != prev and t != 0:
+            out.append(int(t))
+        prev = t
+    return out
+
+
+def metric(kind, a, b):
+    """Task metric of the INT8 outputs `b` against FP32 `a` (lists of arrays, one per sample)."""
+    if kind == "top1":
+        x = np.concatenate([v.reshape(-1, v.shape[-1]).argmax(-1) for v in a])
+        y = np.concatenate([v.reshape(-1, v.shape[-1]).argmax(-1) for v in b])
+        return float((x == y).mean())
+    if kind == "iou":
+        inter = sum(float(((u > 0.3) & (v > 0.3)).sum()) for u, v in zip(a, b))
+        union = sum(float(((u > 0.3) | (v > 0.3)).sum()) for u, v in zip(a, b))
+        return inter / union if union else 1.0
+    if kind == "ctc":
+        def rows(v):
+            idx = v if v.dtype.kind in "iu" else v.argmax(-1)
+            return [ctc(r) for r in idx.reshape(-1, idx.shape[-1])]
+        pairs = [(p, q) for u, v in zip(a, b) for p, q in zip(rows(u), rows(v))]
+        return float(np.mean([p == q for p, q in pairs]))
+    if kind == "decision":
+        x = np.concatenate([v.ravel() > 0.5 for v in a])
+        y = np.concatenate([v.ravel() > 0.5 for v in b])
+        return float((x == y).mean())
+    x = np.concatenate([v.ravel() for v in a]).astype(np.float64)
+    y = np.concatenate([v.ravel() for v in b]).astype(np.float64)
+    return float(x @ y / (np.linalg.norm(x) * np.linalg.norm(y)))
+
+
+def evaluate(info, corpus, qdq):
+    ref = session(os.path.join(corpus, info["model"]))
+    cand = session(qdq)
+    k = info["metric_output"]
+    a, b = [], []
+    for s in samples(os.path.join(corpus, info["held_out"])):
+        a.append(ref.run(None, s)[k])
+        b.append(cand.run(None, s)[k])
+    return round(metric(info["metric"], a, b), 4)
+
+
+def main():
+    if sys.argv[1] == "--peer-child":
+        peer_child(*sys.argv[2:6])
+        return
+    trt_calib, build_engine, corpus, out_json = sys.argv[1:5]
+    only = set(sys.argv[5:])
+    listing = json.load(open(os.path.join(corpus, "corpus.json")))
+    results = json.load(open(out_json)) if os.path.exists(out_json) else {}
+    work = tempfile.mkdtemp(prefix="corpus-bench-")
+    for info in listing:
+        name = info["name"]
+        if only and name not in only:
+            continue
+        model = os.path.join(corpus, info["model"])
+        calib = os.path.join(corpus, info["calib"])
+        held = os.path.join(corpus, info["held_out"])
+        profiles = [p for p in info["profiles"][0]]
+        row = {"metric": info["metric"], "ours": {}, "peer": {}}
+        for m in OURS:
+            out = os.path.join(work, f"{name}.ours.{m.replace(':', '_')}.onnx")
+            cmd = [trt_calib, "quantize", "--model", model, "--data", calib, "--hold-out-every", "0",
+                   "--method", m, "--out", out]
+            for p in profiles:
+                cmd += ["--profile", p]
+            for c in info.get("constants", []):
+                cmd += ["--constant", c]
+            r = measure(cmd)
+            if r["ok"]:
+                r["metric"] = evaluate(info, corpus, out)
+                r["engine"] = measure([build_engine, out] + profiles)["ok"]
+            row["ours"][m] = r
+            print(name, "ours", m, {k: v for k, v in r.items() if k != "log"}, flush=True)
+        for m in PEER:
+            out = os.path.join(work, f"{name}.peer.{m}.onnx")
+            r = measure([sys.executable, __file__, "--peer-child", model, calib, m, out])
+            if r["ok"]:
+                try:
+                    r["metric"] = evaluate(info, corpus, out)
+                except Exception as e:  # the peer's model may not run
+                    r["metric"] = None
+                    r["log"] = str(e)[-400:]
+                r["engine"] = measure([build_engine, out] + profiles)["ok"]
+            row["peer"][m] = r
+            print(name, "peer", m, {k: v for k, v in r.items() if k != "log"}, flush=True)
+        results[name] = row
+        with open(out_json, "w") as f:
+            json.dump(results, f, indent=1)
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

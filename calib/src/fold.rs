@@ -1,0 +1,440 @@
+//! Folding `If` nodes whose condition depends only on tensor shapes that the profiles fix.
+//!
+//! Exporters that trace Python control flow (`torch.onnx.export` of `x.squeeze(-1) if
+//! x.shape[-1] == 1 else x`, state-size checks) leave `If` nodes whose condition is computed
+//! from `Shape` of some tensor. TensorRT-RTX 1.7 fails on such graphs (an internal assertion
+//! in its scope analysis), and tract cannot type an `If` whose branches differ in rank. When
+//! the condition's value is the same at every shape the profiles allow, the `If` is replaced by
+//! the branch it always takes, which is what the model computes anyway.
+//!
+//! A condition qualifies when, walking back from it, every path ends in an initializer, a
+//! `Constant` or a `Shape`/`Size` node (values of graph inputs never matter). Its value is
+//! computed by running the model (tract, or onnxruntime where tract cannot) on zero inputs at
+//! each profile's min, opt and max shapes; only a condition with one value at all of them is
+//! folded. Folding repeats while it exposes further foldable `If` nodes (nested branches).
+
+use std::collections::{HashMap, HashSet};
+
+use tract_onnx::pb;
+
+use crate::data::{HostTensor, Sample, TensorData};
+use crate::error::Result;
+use crate::infer::CpuModel;
+use crate::model::{Dim, ElemType, Model, TensorInfo};
+use crate::profile::Profile;
+
+/// Rounds of folding (each may expose `If` nodes nested in the branches it inlined).
+const MAX_ROUNDS: usize = 8;
+
+/// The model with every shape-determined `If` replaced by its branch, and a line per folded
+/// node. Returns `None` when nothing was folded.
+///
+/// # Errors
+///
+/// [`crate::Error::Inference`] when neither engine can compute a condition.
+pub fn fold_shape_ifs(model: &Model, profiles: &[Profile]) -> Result<Option<(Model, Vec<String>)>> {
+    let mut current = model.clone();
+    let mut notes = Vec::new();
+    for _ in 0..MAX_ROUNDS {
+        let candidates = shape_only_conditions(current.graph());
+        if candidates.is_empty() {
+            break;
+        }
+        let conds: Vec<String> = candidates
+            .iter()
+            .map(|&i| current.graph().node[i].input[0].clone())
+            .collect();
+        let Some(values) = evaluate(&current, profiles, &conds)? else {
+            break;
+        };
+        let mut chosen: Vec<(usize, bool)> = Vec::new();
+        for (&node, value) in candidates.iter().zip(values) {
+            if let Some(v) = value {
+                chosen.push((node, v));
+            }
+        }
+        if chosen.is_empty() {
+            break;
+        }
+        let graph = current.graph_mut();
+        let mut taken = names(graph);
+        // Replace from the back so earlier indices stay valid.
+        chosen.sort_by(|a, b| b.0.cmp(&a.0));
+        for (index, value) in chosen {
+            let node = graph.node.remove(index);
+            let branch = if value { "then_branch" } else { "else_branch" };
+            notes.push(format!(
+                "If node '{}' always takes its {branch} at the declared shapes: replaced by it",
+                node.name
+            ));
+            let inlined = inline(&node, branch, &mut taken);
+            for (k, n) in inlined.0.into_iter().enumerate() {
+                graph.node.insert(index + k, n);
+            }
+            graph.initializer.extend(inlined.1);
+        }
+    }
+    if !notes.is_empty() {
+        // Inlined branches carry their weights as `Constant` nodes; as initializers they are
+        // quantized per channel like every other weight.
+        let g = current.graph_mut();
+        let mut kept = Vec::with_capacity(g.node.len());
+        for n in std::mem::take(&mut g.node) {
+            let value = (n.op_type == "Constant" && n.domain.is_empty() && n.output.len() == 1)
+                .then(|| {
+                    n.attribute
+                        .iter()
+                        .find(|a| a.name == "value")
+                        .and_then(|a| a.t.clone())
+                })
+                .flatten();
+            match value {
+                Some(mut t) => {
+                    t.name = n.output[0].clone();
+                    g.initializer.push(t);
+                }
+                None => kept.push(n),
+            }
+        }
+        g.node = kept;
+    }
+    Ok((!notes.is_empty()).then_some((current, notes)))
+}
+
+fn names(g: &pb::GraphProto) -> HashSet<String> {
+    let mut out: HashSet<String> = g.initializer.iter().map(|t| t.name.clone()).collect();
+    out.extend(g.input.iter().map(|v| v.name.clone()));
+    for n in &g.node {
+        out.insert(n.name.clone());
+        out.extend(n.output.iter().cloned());
+        for a in &n.attribute {
+            for sub in a.g.iter().chain(&a.graphs) {
+                out.extend(names(sub));
+            }
+        }
+    }
+    out
+}
+
+/// Indices of `If` nodes whose condition is computed from shapes and constants only.
+fn shape_only_conditions(g: &pb::GraphProto) -> Vec<usize> {
+    let producer: HashMap<&str, &pb::NodeProto> = g
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n)))
+        .collect();
+    let constants: HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
+    let shape_only = |start: &str| {
+        let mut stack = vec![start];
+        let mut seen = HashSet::new();
+        while let Some(t) = stack.pop() {
+            if !seen.insert(t) || constants.contains(t) {
+                continue;
+            }
+            let Some(n) = producer.get(t) else {
+                return false; // a graph input's value
+            };
+            match n.op_type.as_str() {
+                "Shape" | "Size" | "Constant" => {}
+                "If" | "Loop" | "Scan" => return false,
+                _ => stack.extend(n.input.iter().map(String::as_str).filter(|i| !i.is_empty())),
+            }
+        }
+        true
+    };
+    g.node
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.op_type == "If" && n.domain.is_empty() && shape_only(&n.input[0]))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Values of the conditions at every profile's min/opt/max (`None` where they differ), or
+/// `None` when the inputs cannot be shaped from the profiles.
+fn evaluate(
+    model: &Model,
+    profiles: &[Profile],
+    conds: &[String],
+) -> Result<Option<Vec<Option<bool>>>> {
+    let inputs = model.inputs()?;
+    let mut shapes: Vec<Vec<(String, Vec<usize>)>> = Vec::new();
+    let profiles: Vec<Profile> = if profiles.is_empty() {
+        vec![Profile::new()]
+    } else {
+        profiles.to_vec()
+    };
+    for p in &profiles {
+        for pick in 0..3 {
+            let mut call = Vec::new();
+            for i in &inputs {
+                let shape = match p.inputs.get(&i.name) {
+                    Some(r) => [&r.min, &r.opt, &r.max][pick]
+                        .iter()
+                        .map(|&d| d as usize)
+                        .collect(),
+                    None => match fixed(i) {
+                        Some(s) => s,
+                        None => return Ok(None),
+                    },
+                };
+                call.push((i.name.clone(), shape));
+            }
+            shapes.push(call);
+        }
+    }
+    let cpu = CpuModel::new(model, conds)?;
+    let first = cpu.output_names().len() - conds.len();
+    let mut values: Vec<Option<bool>> = Vec::new();
+    for (k, call) in shapes.iter().enumerate() {
+        let sample = call.iter().fold(
+            Sample::new(format!("shape probe {k}")),
+            |s, (name, shape)| {
+                let info = inputs
+                    .iter()
+                    .find(|i| &i.name == name)
+                    .expect("listed input");
+                s.with(name.clone(), zeros(info, shape))
+            },
+        );
+        let out = cpu.run(&sample)?;
+        for (j, t) in out[first..].iter().enumerate() {
+            let v = t.cast_to::<bool>().ok().and_then(|b| {
+                b.to_plain_array_view::<bool>()
+                    .ok()
+                    .and_then(|v| v.iter().next().copied())
+            });
+            if k == 0 {
+                values.push(v);
+            } else if values[j] != v {
+                values[j] = None;
+            }
+        }
+    }
+    Ok(Some(values))
+}
+
+fn fixed(i: &TensorInfo) -> Option<Vec<usize>> {
+    i.dims
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(v) if *v >= 0 => Some(*v as usize),
+            _ => None,
+        })
+        .collect()
+}
+
+fn zeros(info: &TensorInfo, shape: &[usize]) -> HostTensor {
+    let n: usize = shape.iter().product();
+    let data = match info.elem_type {
+        ElemType::F32 => TensorData::F32(vec![0.0; n]),
+        ElemType::F16 => TensorData::F16(vec![half::f16::ZERO; n]),
+        ElemType::F64 => TensorData::F64(vec![0.0; n]),
+        ElemType::I8 => TensorData::I8(vec![0; n]),
+        ElemType::U8 => TensorData::U8(vec![0; n]),
+        ElemType::I16 => TensorData::I16(vec![0; n]),
+        ElemType::U16 => TensorData::U16(vec![0; n]),
+        ElemType::I32 => TensorData::I32(vec![0; n]),
+        ElemType::U32 => TensorData::U32(vec![0; n]),
+        ElemType::I64 => TensorData::I64(vec![0; n]),
+        ElemType::U64 => TensorData::U64(vec![0; n]),
+        ElemType::Bool | ElemType::Bf16 => TensorData::Bool(vec![false; n]),
+    };
+    HostTensor::new(shape.to_vec(), data)
+}
+
+/// The branch's nodes and initializers with every name it defines made unique, its outputs
+/// connected to the `If` node's outputs by `Identity` nodes.
+fn inline(
+    node: &pb::NodeProto,
+    branch: &str,
+    taken: &mut HashSet<String>,
+) -> (Vec<pb::NodeProto>, Vec<pb::TensorProto>) {
+    let g = node
+        .attribute
+        .iter()
+        .find(|a| a.name == branch)
+        .and_then(|a| a.g.clone())
+        .unwrap_or_default();
+    let mut rename: HashMap<String, String> = HashMap::new();
+    let fresh = |name: &str, taken: &mut HashSet<String>| {
+        let base = format!("{}/{branch}/{name}", node.name);
+        let mut candidate = base.clone();
+        let mut k = 1;
+        while !taken.insert(candidate.clone()) {
+            candidate = format!("{base}_{k}");
+            k += 1;
+        }
+        candidate
+    };
+    for t in &g.initializer {
+        let n = fresh(&t.name, taken);
+        rename.insert(t.name.clone(), n);
+    }
+    for n in &g.node {
+        for o in &n.output {
+            if !o.is_empty() {
+                let r = fresh(o, taken);
+                rename.insert(o.clone(), r);
+            }
+        }
+    }
+    let mut nodes: Vec<pb::NodeProto> = g
+        .node
+        .iter()
+        .map(|n| {
+            let mut n = n.clone();
+            n.name = fresh(
+                if n.name.is_empty() {
+                    &n.op_type
+                } else {
+                    &n.name
+                },
+                taken,
+            );
+            rename_refs(&mut n, &rename);
+            n.output = n
+                .output
+                .iter()
+                .map(|o| rename.get(o).cloned().unwrap_or_else(|| o.clone()))
+                .collect();
+            n
+        })
+        .collect();
+    let inits = g
+        .initializer
+        .iter()
+        .map(|t| {
+            let mut t = t.clone();
+            t.name = rename[&t.name].clone();
+            t
+        })
+        .collect();
+    for (out, target) in g.output.iter().zip(&node.output) {
+        let source = rename
+            .get(&out.name)
+            .cloned()
+            .unwrap_or_else(|| out.name.clone());
+        nodes.push(pb::NodeProto {
+            name: fresh("output", taken),
+            op_type: "Identity".into(),
+            input: vec![source],
+            output: vec![target.clone()],
+            ..Default::default()
+        });
+    }
+    (nodes, inits)
+}
+
+/// Renames references (inputs, and inputs of nested subgraphs that are not shadowed there).
+fn rename_refs(n: &mut pb::NodeProto, rename: &HashMap<String, String>) {
+    for i in &mut n.input {
+        if let Some(r) = rename.get(i) {
+            *i = r.clone();
+        }
+    }
+    for a in &mut n.attribute {
+        for sub in a.g.iter_mut().chain(a.graphs.iter_mut()) {
+            let local: HashSet<String> = sub
+                .node
+                .iter()
+                .flat_map(|m| m.output.iter().cloned())
+                .chain(sub.initializer.iter().map(|t| t.name.clone()))
+                .chain(sub.input.iter().map(|v| v.name.clone()))
+                .collect();
+            let outer: HashMap<String, String> = rename
+                .iter()
+                .filter(|(k, _)| !local.contains(*k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            for m in &mut sub.node {
+                rename_refs(m, &outer);
+            }
+            for o in &mut sub.output {
+                if let Some(r) = outer.get(&o.name) {
+                    o.name = r.clone();
+                }
+            }
+        }
+    }
+}
+
+/// The model with graph inputs replaced by constant initializers (a sample rate, a mode flag
+/// the deployment never changes), so `If` nodes that test them can be folded. Values must
+/// have the input's element type.
+///
+/// # Errors
+///
+/// [`crate::Error::Model`] naming an input the model does not have, or a value of another
+/// element type or rank.
+pub fn bind_inputs(model: &Model, values: &[(String, HostTensor)]) -> Result<Model> {
+    let inputs = model.inputs()?;
+    let mut out = model.clone();
+    for (name, value) in values {
+        let Some(info) = inputs.iter().find(|i| &i.name == name) else {
+            let known: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
+            return Err(crate::Error::Model {
+                model: model.name().into(),
+                message: format!(
+                    "constant input '{name}' is not an input (inputs: {})",
+                    known.join(", ")
+                ),
+            });
+        };
+        if info.elem_type != value.elem_type() || info.dims.len() != value.shape().len() {
+            return Err(crate::Error::Model {
+                model: model.name().into(),
+                message: format!(
+                    "constant input '{name}' is {} {:?} but the model declares {} {}",
+                    value.elem_type(),
+                    value.shape(),
+                    info.elem_type,
+                    info.shape_string()
+                ),
+            });
+        }
+        let g = out.graph_mut();
+        g.input.retain(|v| &v.name != name);
+        g.initializer.push(pb::TensorProto {
+            name: name.clone(),
+            dims: value.shape().iter().map(|&d| d as i64).collect(),
+            data_type: value.elem_type().to_onnx(),
+            raw_data: value.to_le_bytes(),
+            ..Default::default()
+        });
+    }
+    Ok(out)
+}
+
+/// Parses `NAME=VALUE` into a scalar of the named input's element type.
+///
+/// # Errors
+///
+/// [`crate::Error::Options`] for text that is not `NAME=number`, a name that is not an
+/// input, or a value that does not parse as the input's type.
+pub fn parse_constant(model: &Model, spec: &str) -> Result<(String, HostTensor)> {
+    let bad = |why: String| crate::Error::Options {
+        message: format!("constant '{spec}': {why}"),
+    };
+    let (name, value) = spec
+        .split_once('=')
+        .ok_or_else(|| bad("expected NAME=VALUE, e.g. sr=16000".into()))?;
+    let inputs = model.inputs()?;
+    let info = inputs
+        .iter()
+        .find(|i| i.name == name)
+        .ok_or_else(|| bad(format!("'{name}' is not an input of the model")))?;
+    let shape = vec![1; info.dims.len()];
+    let int = || value.trim().parse::<i64>().map_err(|e| bad(e.to_string()));
+    let float = || value.trim().parse::<f64>().map_err(|e| bad(e.to_string()));
+    let n: usize = 1;
+    let data = match info.elem_type {
+        ElemType::F32 => TensorData::F32(vec![float()? as f32; n]),
+        ElemType::F64 => TensorData::F64(vec![float()?; n]),
+        ElemType::I64 => TensorData::I64(vec![int()?; n]),
+        ElemType::I32 => TensorData::I32(vec![int()? as i32; n]),
+        ElemType::Bool => TensorData::Bool(vec![int()? != 0; n]),
+        other => return Err(bad(format!("inputs of type {other} cannot be bound"))),
+    };
+    Ok((name.to_string(), HostTensor::new(shape, data)))
+}
