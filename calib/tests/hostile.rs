@@ -232,7 +232,7 @@ fn invalid_graphs_are_refused_naming_the_culprit_never_panicking() {
 /// A `.npy` of `len` header-declared float32 values holding only `data` bytes.
 fn npy_declaring(len: u64, data: usize) -> Vec<u8> {
     let mut h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({len},), }}");
-    while (10 + h.len() + 1) % 64 != 0 {
+    while !(10 + h.len() + 1).is_multiple_of(64) {
         h.push(' ');
     }
     h.push('\n');
