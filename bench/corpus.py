@@ -103,10 +103,17 @@ def profile_arg(name, lo, opt, hi):
 
 
 def ppocr_det(w, sizes):
-    """PP-OCRv4 text detection: photos and scanned pages, sides multiples of 32."""
+    """PP-OCRv4 text detection: scanned pages, and photos with lines of text printed on them,
+    sides multiples of 32."""
     def make(i, size):
         h, wd = size
-        img = w.photo(PHOTOS[i % len(PHOTOS)]).resize((wd, h))
+        name = ["page.png", "text.png"][i % 2] if i % 3 == 0 else PHOTOS[i % len(PHOTOS)]
+        img = w.photo(name).resize((wd, h))
+        if i % 3:
+            draw = ImageDraw.Draw(img)
+            font = ImageFont.load_default(size=max(12, h // 16))
+            for k in range(3):
+                draw.text((wd // 10, h // 5 + k * h // 5), ZEN[(i + k) % len(ZEN)][:32], fill="white", font=font, stroke_width=2, stroke_fill="black")
         return {"x": chw(img, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])[None]}
     return make
 

@@ -22,7 +22,7 @@ use crate::profile::{Profile, validate_profiles};
 use crate::qdq::{self, Exclusions, Placement};
 
 /// Version of the persisted format and of the algorithm; part of every fingerprint.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Calibration progress, for progress bars.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +78,10 @@ pub struct Calibration {
     pub amax: BTreeMap<String, f32>,
     /// Scale (`amax / 127`, after scale sharing) of every activation tensor.
     pub scales: BTreeMap<String, f32>,
+    /// For [`Method::Auto`]: every candidate method's thresholds, by method name, from the
+    /// same statistics (see [`crate::tune`]).
+    #[serde(default)]
+    pub candidates: BTreeMap<String, BTreeMap<String, f32>>,
     /// Where Q/DQ goes.
     pub placement: Placement,
     /// Warnings (e.g. samples that do not cover the profiles).
@@ -124,7 +128,7 @@ impl<'m> Calibrator<'m> {
     pub fn new(model: &'m Model) -> Self {
         Calibrator {
             model,
-            method: Method::Entropy,
+            method: Method::Auto,
             bins: DEFAULT_BINS,
             profiles: Vec::new(),
             exclusions: Exclusions::default(),
@@ -415,6 +419,21 @@ impl<'m> Calibrator<'m> {
             .zip(&stats)
             .map(|(t, s)| (t.clone(), s.threshold(self.method)))
             .collect();
+        let candidates: BTreeMap<String, BTreeMap<String, f32>> = if self.method == Method::Auto {
+            Method::AUTO_CANDIDATES
+                .iter()
+                .map(|&m| {
+                    let thresholds = tensors
+                        .iter()
+                        .zip(&stats)
+                        .map(|(t, s)| (t.clone(), s.threshold(m)))
+                        .collect();
+                    (m.name(), thresholds)
+                })
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
         for group in &placement.shared {
             let m = group
                 .iter()
@@ -447,6 +466,7 @@ impl<'m> Calibrator<'m> {
             samples: refs.len(),
             amax,
             scales,
+            candidates,
             placement,
             warnings,
         })

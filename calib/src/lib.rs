@@ -69,6 +69,7 @@ pub mod profile;
 pub mod qdq;
 pub mod report;
 pub mod synth;
+pub mod tune;
 
 pub use calibrate::{Calibration, Calibrator, Progress};
 pub use data::{HostTensor, Sample, Source, TensorData};

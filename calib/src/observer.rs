@@ -33,9 +33,26 @@ pub enum Method {
     Entropy,
     /// Minimum mean squared error.
     Mse,
+    /// Chosen automatically: every method's thresholds come from the same statistics, and the
+    /// one with the best held-out metric wins (see `calib::tune`); MSE without held-out data.
+    Auto,
+}
+
+impl Default for Method {
+    fn default() -> Self {
+        Method::Auto
+    }
 }
 
 impl Method {
+    /// The methods [`Method::Auto`] chooses from, in the order tried (ties keep the earlier).
+    pub const AUTO_CANDIDATES: [Method; 4] = [
+        Method::Mse,
+        Method::Entropy,
+        Method::Percentile { percentile: 99.99 },
+        Method::MinMax,
+    ];
+
     /// Whether the method needs histograms (a second pass).
     pub fn needs_histogram(self) -> bool {
         !matches!(self, Method::MinMax)
@@ -52,6 +69,7 @@ impl Method {
             "minmax" | "max" => Method::MinMax,
             "entropy" | "kl" => Method::Entropy,
             "mse" => Method::Mse,
+            "auto" => Method::Auto,
             "percentile" => Method::Percentile { percentile: 99.99 },
             other => match other
                 .strip_prefix("percentile:")
@@ -60,7 +78,7 @@ impl Method {
                 Some(percentile) => Method::Percentile { percentile },
                 None => {
                     return Err(Error::options(format!(
-                        "unknown method '{text}': use minmax, percentile[:P], entropy or mse"
+                        "unknown method '{text}': use auto, minmax, percentile[:P], entropy or mse"
                     )));
                 }
             },
@@ -92,6 +110,7 @@ impl Method {
             Method::Percentile { percentile } => format!("percentile:{percentile}"),
             Method::Entropy => "entropy".into(),
             Method::Mse => "mse".into(),
+            Method::Auto => "auto".into(),
         }
     }
 }
@@ -193,7 +212,7 @@ impl TensorStats {
                 percentile_threshold(&self.bins, percentile) * width
             }
             Method::Entropy => entropy_threshold(&self.bins) * width,
-            Method::Mse => mse_threshold(&self.bins, width),
+            Method::Mse | Method::Auto => mse_threshold(&self.bins, width),
         };
         t.min(self.amax).max(f32::MIN_POSITIVE)
     }

@@ -106,6 +106,8 @@ pub struct Int8 {
     exclude: Vec<String>,
     hold_out_every: usize,
     fp16: bool,
+    target: Option<calib::tune::Target>,
+    max_float_share: f64,
 }
 
 impl Int8 {
@@ -125,14 +127,43 @@ impl Int8 {
         Int8 {
             source,
             report: None,
-            method: Method::Entropy,
+            method: Method::Auto,
             exclude: Vec::new(),
             hold_out_every: 5,
             fp16: false,
+            target: None,
+            max_float_share: 0.25,
         }
     }
 
-    /// The observer (default: entropy, as TensorRT's calibrator).
+    /// Requires every output's cosine similarity to FP32 on the held-out samples to be at
+    /// least `min`: when it is not, the most sensitive quantized nodes are kept in float one at
+    /// a time until it is (see `calib::tune`), and the build fails with the table when more
+    /// than [`Int8::max_float_share`] of them would have to be.
+    pub fn min_cosine(self, min: f64) -> Self {
+        self.target(calib::tune::Target::MinCosine(min))
+    }
+
+    /// As [`Int8::min_cosine`], with every output's SNR in dB.
+    pub fn min_snr_db(self, min: f64) -> Self {
+        self.target(calib::tune::Target::MinSnrDb(min))
+    }
+
+    /// As [`Int8::min_cosine`], with any target, e.g. a task metric through a closure over
+    /// (FP32 outputs, INT8 outputs).
+    pub fn target(mut self, target: calib::tune::Target) -> Self {
+        self.target = Some(target);
+        self
+    }
+
+    /// Largest share of the quantized nodes the accuracy target may keep in float (default
+    /// 0.25).
+    pub fn max_float_share(mut self, share: f64) -> Self {
+        self.max_float_share = share;
+        self
+    }
+
+    /// The observer (default [`Method::Auto`]: the method with the best held-out accuracy).
     pub fn method(mut self, method: Method) -> Self {
         self.method = method;
         self

@@ -116,6 +116,16 @@ impl Builder {
                     .fingerprint(&calibration)
                     .map_err(|e| Error::calibration(name, e))?;
                 key.update(&fingerprint);
+                // The held-out samples and the target decide Auto's method and the nodes kept
+                // in float, so they are part of the key (a custom metric by its name).
+                key.update(format!("{:?}/{}", int8.target, int8.max_float_share));
+                if held_out.list().is_ok_and(|l| !l.is_empty()) {
+                    key.update(
+                        calibrator
+                            .fingerprint(&held_out)
+                            .map_err(|e| Error::calibration(name, e))?,
+                    );
+                }
                 if let Some(r) = &int8.report {
                     for f in r.files().map_err(|e| Error::declaration(name, e))? {
                         cargo.rerun_if_changed(&f);
@@ -304,13 +314,53 @@ impl Builder {
                 for w in &calibration.warnings {
                     cargo.warning(&format!("trt-build: {name}: {w}"));
                 }
+                let held = held_out.list().map(|r| r.len()).unwrap_or(0);
+                let (calibration, tuning) = if held > 0
+                    && (calibration.method == calib::Method::Auto || int8.target.is_some())
+                {
+                    let mut exclusions = calib::Exclusions::default();
+                    for e in &int8.exclude {
+                        exclusions.add(model, e);
+                    }
+                    let options = calib::tune::TuneOptions {
+                        target: int8.target.clone(),
+                        max_float_share: int8.max_float_share,
+                    };
+                    let sink = progress.clone();
+                    let (c, tuning) = calib::tune::tune(
+                        model,
+                        &calibration,
+                        &exclusions,
+                        &held_out,
+                        &options,
+                        &|step| {
+                            let mut text = sink.lock().unwrap_or_else(|e| e.into_inner());
+                            text.push_str(&format!("{name}: tuning: {step}\n"));
+                        },
+                    )
+                    .map_err(|e| Error::calibration(name, e))?;
+                    log.push_str(&format!("{name}: tuning\n{}\n", tuning.table()));
+                    for st in &tuning.steps {
+                        cargo.warning(&format!(
+                            "trt-build: {name}: kept {} ({}) in float for the accuracy target: {} {:.5}",
+                            st.node, st.op_type, tuning.metric, st.after
+                        ));
+                    }
+                    (c, Some(tuning))
+                } else if int8.target.is_some() {
+                    return Err(Error::declaration(
+                        name,
+                        "an accuracy target needs held-out samples: keep hold_out_every above 1 or give report_source",
+                    ));
+                } else {
+                    (calibration, None)
+                };
                 let mut qdq = calibration
                     .apply(model)
                     .map_err(|e| Error::calibration(name, e))?;
                 if int8.fp16 {
                     qdq = calib::fp16::convert(&qdq);
                 }
-                let held = held_out.list().map(|r| r.len()).unwrap_or(0);
                 let report = if held > 0 {
                     Some(
                         calib::report::compare(model, &qdq, &held_out)
@@ -338,8 +388,31 @@ impl Builder {
                     "calibration.json",
                     serde_json::to_vec_pretty(&calibration).expect("serializable"),
                 ));
+                if let Some(t) = &tuning {
+                    files.push((
+                        "tuning.json",
+                        serde_json::to_vec_pretty(t).expect("serializable"),
+                    ));
+                }
                 let summary = CalibrationSummary {
-                    method: calibration.method.name(),
+                    tuning: tuning.as_ref().map(|t| trt_manifest::TuningSummary {
+                        metric: t.metric.clone(),
+                        candidates: t.candidates.clone(),
+                        chosen: t.chosen.clone(),
+                        target: t.target,
+                        kept_in_float: t
+                            .steps
+                            .iter()
+                            .map(|s| (s.node.clone(), s.op_type.clone(), s.after))
+                            .collect(),
+                        achieved: t.achieved,
+                    }),
+                    method: match &tuning {
+                        Some(t) if calibration.method == calib::Method::Auto => {
+                            format!("auto: {}", t.chosen)
+                        }
+                        _ => calibration.method.name(),
+                    },
                     samples: calibration.samples,
                     activations: calibration.placement.activations.len(),
                     weights: calibration.placement.weights.len(),

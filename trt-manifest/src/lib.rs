@@ -211,6 +211,26 @@ pub struct CalibrationSummary {
     pub min_cosine: Option<f64>,
     /// Worst SNR over the outputs, in dB.
     pub min_snr_db: Option<f64>,
+    /// What `Method::Auto` and the accuracy target chose, when they ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<TuningSummary>,
+}
+
+/// The method choice and the nodes kept in float to meet an accuracy target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TuningSummary {
+    /// The metric (`min cosine`, `min SNR dB` or a task metric's name).
+    pub metric: String,
+    /// Every candidate method's metric on the held-out samples.
+    pub candidates: Vec<(String, f64)>,
+    /// The method whose scales the engine uses.
+    pub chosen: String,
+    /// The target, if one was declared.
+    pub target: Option<f64>,
+    /// Nodes kept in float, in order, with operator type and the metric after each.
+    pub kept_in_float: Vec<(String, String, f64)>,
+    /// The metric achieved.
+    pub achieved: f64,
 }
 
 /// Everything known about one engine.
@@ -301,6 +321,30 @@ impl fmt::Display for Manifest {
                 write!(f, ", cosine {cos:.5}")?;
             }
             writeln!(f)?;
+            if let Some(t) = &c.tuning {
+                let tried: Vec<String> = t
+                    .candidates
+                    .iter()
+                    .map(|(m, v)| format!("{m} {v:.5}"))
+                    .collect();
+                writeln!(
+                    f,
+                    "  tuning: {} chosen ({} on held-out samples: {}); {} = {:.5}{}",
+                    t.chosen,
+                    t.metric,
+                    if tried.is_empty() {
+                        "-".into()
+                    } else {
+                        tried.join(", ")
+                    },
+                    t.metric,
+                    t.achieved,
+                    t.target.map_or(String::new(), |x| format!(" (target {x})"))
+                )?;
+                for (node, op, after) in &t.kept_in_float {
+                    writeln!(f, "    kept in float: {node} ({op}), then {after:.5}")?;
+                }
+            }
         }
         Ok(())
     }

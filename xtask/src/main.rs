@@ -501,7 +501,10 @@ fn corpus_bench(models: &[String]) -> Result {
         "build_engine",
     ]))?;
     let results = root.join("target").join("corpus-bench.json");
-    let _ = std::fs::remove_file(&results);
+    if models.is_empty() {
+        // A full run starts afresh; a run of some models updates their rows.
+        let _ = std::fs::remove_file(&results);
+    }
     run(Command::new(root.join(".trt/corpus-venv/bin/python"))
         .arg(root.join("bench/corpus_bench.py"))
         .arg(root.join("target/release/trt-calib"))

@@ -43,9 +43,20 @@ struct Quantize {
     /// `.npz` files, or one `.npz`.
     #[arg(long)]
     data: PathBuf,
-    /// Observer: minmax, entropy, mse, percentile or percentile:P.
-    #[arg(long, default_value = "entropy")]
+    /// Observer: auto (the method with the best held-out accuracy, from one pass of
+    /// statistics), minmax, entropy, mse, percentile or percentile:P.
+    #[arg(long, default_value = "auto")]
     method: String,
+    /// Accuracy target: every output's cosine similarity to FP32 on the held-out samples at
+    /// least this; the most sensitive nodes are kept in float until it is met.
+    #[arg(long, conflicts_with = "min_snr_db")]
+    min_cosine: Option<f64>,
+    /// Accuracy target as every output's SNR in dB.
+    #[arg(long)]
+    min_snr_db: Option<f64>,
+    /// Largest share of the quantized nodes the target may keep in float.
+    #[arg(long, default_value_t = 0.25)]
+    max_float_share: f64,
     /// Keep a node (by name) or an operator type in float; repeatable.
     #[arg(long = "exclude", value_name = "NAME|OPTYPE")]
     exclude: Vec<String>,
@@ -299,6 +310,37 @@ fn quantize(q: Quantize) -> Result<(), calib::Error> {
     for w in &calibration.warnings {
         eprintln!("warning: {w}");
     }
+    let target = match (q.min_cosine, q.min_snr_db) {
+        (Some(c), _) => Some(calib::tune::Target::MinCosine(c)),
+        (None, Some(s)) => Some(calib::tune::Target::MinSnrDb(s)),
+        (None, None) => None,
+    };
+    let calibration = match &held_out {
+        Some(held) if calibration.method == Method::Auto || target.is_some() => {
+            let mut exclusions = calib::Exclusions::default();
+            for e in &q.exclude {
+                exclusions.add(&model, e);
+            }
+            let options = calib::tune::TuneOptions {
+                target,
+                max_float_share: q.max_float_share,
+            };
+            let (c, tuning) =
+                calib::tune::tune(&model, &calibration, &exclusions, held, &options, &|step| {
+                    log::info!("{step}")
+                })?;
+            println!("{}", tuning.table());
+            c
+        }
+        None if target.is_some() => {
+            return Err(calib::Error::Options {
+                message:
+                    "an accuracy target needs held-out samples (--report-data or --hold-out-every)"
+                        .into(),
+            });
+        }
+        _ => calibration,
+    };
     let mut qdq = calibration.apply(&model)?;
     if q.fp16 {
         qdq = calib::fp16::convert(&qdq);

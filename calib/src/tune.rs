@@ -1,0 +1,465 @@
+//! Accuracy that manages itself: [`Method::Auto`]'s choice of calibration method, and an
+//! accuracy target met by keeping the most sensitive quantized nodes in float.
+//!
+//! # Method choice (`Method::Auto`)
+//!
+//! Calibration collects one set of statistics (ranges, then histograms) and computes from it
+//! the threshold every method would pick, per tensor ([`Calibration::candidates`]): no
+//! extra inference pass over the calibration data. With held-out samples, each candidate's
+//! Q/DQ model is run on them and the one whose metric (below) is highest wins; candidates are
+//! tried in a fixed order (mse, entropy, percentile, minmax) and a later one must be strictly
+//! better, so the choice is deterministic. The criterion is the downstream metric itself, not
+//! a proxy: per-tensor quantization error does not predict how errors compound through a
+//! network (measured on the corpus: entropy clips hardest and loses most on CNN classifiers,
+//! while per-tensor error favours it). Without held-out samples, Auto uses the MSE thresholds,
+//! the per-tensor optimum of expected squared quantization error.
+//!
+//! # Accuracy target
+//!
+//! The metric is the worst output's cosine similarity (or SNR in dB, or a user function) of the
+//! INT8-simulated model against the FP32 model on the held-out samples. When it misses the
+//! target, every quantized node is ranked by sensitivity: the metric with **that node alone**
+//! quantized and everything else in float (one held-out evaluation per node). The most
+//! sensitive nodes are then kept in float one at a time, re-measuring after each, until the
+//! target is met; more than `max_float_share` of the quantized nodes in float is a failure that
+//! reports the table. Evaluations: candidates + nodes + steps, i.e. O(nodes).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::calibrate::Calibration;
+use crate::data::{Sample, Source};
+use crate::error::{Error, Result};
+use crate::infer::{CpuModel, to_f32};
+use crate::model::Model;
+use crate::observer::{Method, scale_for};
+use crate::qdq::{self, Exclusions};
+
+/// A metric over (FP32 outputs, INT8 outputs), each output's values concatenated over the
+/// held-out samples; higher is better.
+pub type MetricFn = dyn Fn(&[Vec<f32>], &[Vec<f32>]) -> f64 + Send + Sync;
+
+/// What the held-out samples must show.
+#[derive(Clone)]
+pub enum Target {
+    /// Every output's cosine similarity to FP32 at least this.
+    MinCosine(f64),
+    /// Every output's SNR against FP32 at least this many dB.
+    MinSnrDb(f64),
+    /// A task metric (`name`, higher is better) at least `threshold`.
+    Custom {
+        /// Name in reports.
+        name: String,
+        /// Lowest acceptable value.
+        threshold: f64,
+        /// The metric.
+        metric: Arc<MetricFn>,
+    },
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} >= {}", self.metric_name(), self.threshold())
+    }
+}
+
+impl Target {
+    /// The metric's name.
+    pub fn metric_name(&self) -> String {
+        match self {
+            Target::MinCosine(_) => "min cosine".into(),
+            Target::MinSnrDb(_) => "min SNR dB".into(),
+            Target::Custom { name, .. } => name.clone(),
+        }
+    }
+
+    /// The lowest acceptable value.
+    pub fn threshold(&self) -> f64 {
+        match self {
+            Target::MinCosine(t) | Target::MinSnrDb(t) => *t,
+            Target::Custom { threshold, .. } => *threshold,
+        }
+    }
+
+    fn measure(&self, reference: &[Vec<f32>], candidate: &[Vec<f32>]) -> f64 {
+        match self {
+            Target::MinCosine(_) => per_output(reference, candidate, cosine),
+            Target::MinSnrDb(_) => per_output(reference, candidate, snr_db),
+            Target::Custom { metric, .. } => metric(reference, candidate),
+        }
+    }
+}
+
+fn per_output(a: &[Vec<f32>], b: &[Vec<f32>], f: fn(&[f32], &[f32]) -> f64) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| f(x, y))
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let (mut dot, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (x as f64, y as f64);
+        dot += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    if aa == 0.0 && bb == 0.0 {
+        1.0
+    } else if aa == 0.0 || bb == 0.0 {
+        0.0
+    } else {
+        dot / (aa.sqrt() * bb.sqrt())
+    }
+}
+
+fn snr_db(a: &[f32], b: &[f32]) -> f64 {
+    let (mut s, mut n) = (0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        s += (x as f64).powi(2);
+        n += (x as f64 - y as f64).powi(2);
+    }
+    if n == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (s / n).log10()
+    }
+}
+
+/// One step of the search: a node kept in float and the metric after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// ONNX node name.
+    pub node: String,
+    /// Operator type.
+    pub op_type: String,
+    /// The metric with this node alone quantized (its sensitivity; lower = more sensitive).
+    pub alone: f64,
+    /// The metric of the whole model after keeping this node (and the ones before) in float.
+    pub after: f64,
+}
+
+/// What tuning chose and measured (recorded in the manifest and printed by the CLI).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tuning {
+    /// The metric (`min cosine`, `min SNR dB` or a custom name).
+    pub metric: String,
+    /// Every candidate method's metric (Auto only), in the order tried.
+    pub candidates: Vec<(String, f64)>,
+    /// The method whose scales are used.
+    pub chosen: String,
+    /// The target, if any.
+    pub target: Option<f64>,
+    /// The metric before any node was kept in float.
+    pub initial: f64,
+    /// Nodes kept in float to meet the target, in order.
+    pub steps: Vec<Step>,
+    /// The metric achieved.
+    pub achieved: f64,
+    /// Quantized nodes (before the search).
+    pub quantized_nodes: usize,
+    /// Held-out evaluations run.
+    pub evaluations: usize,
+    /// Seconds spent.
+    pub seconds: f64,
+}
+
+impl Tuning {
+    /// A table for people.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        if !self.candidates.is_empty() {
+            let _ = writeln!(s, "method choice ({} on held-out samples):", self.metric);
+            for (m, v) in &self.candidates {
+                let mark = if *m == self.chosen { "  <- chosen" } else { "" };
+                let _ = writeln!(s, "  {m:<18} {v:>10.5}{mark}");
+            }
+        }
+        match self.target {
+            Some(t) if self.steps.is_empty() => {
+                let _ = writeln!(
+                    s,
+                    "target {} >= {t}: met with every node quantized ({:.5})",
+                    self.metric, self.achieved
+                );
+            }
+            Some(t) => {
+                let _ = writeln!(
+                    s,
+                    "target {} >= {t}: {:.5} with all {} nodes quantized; kept in float, most sensitive first:",
+                    self.metric, self.initial, self.quantized_nodes
+                );
+                let _ = writeln!(
+                    s,
+                    "  {:<4} {:<40} {:<14} {:>12} {:>12}",
+                    "step", "node", "op", "alone", "after"
+                );
+                for (i, st) in self.steps.iter().enumerate() {
+                    let _ = writeln!(
+                        s,
+                        "  {:<4} {:<40} {:<14} {:>12.5} {:>12.5}",
+                        i + 1,
+                        st.node,
+                        st.op_type,
+                        st.alone,
+                        st.after
+                    );
+                }
+            }
+            None => {}
+        }
+        let _ = write!(
+            s,
+            "{} evaluations in {:.1} s; {} = {:.5}",
+            self.evaluations, self.seconds, self.metric, self.achieved
+        );
+        s
+    }
+}
+
+/// Options of [`tune`].
+#[derive(Debug, Clone)]
+pub struct TuneOptions {
+    /// The target, if any (otherwise only the method choice of Auto runs).
+    pub target: Option<Target>,
+    /// Largest share of the quantized nodes that may be kept in float (default 0.25).
+    pub max_float_share: f64,
+}
+
+impl Default for TuneOptions {
+    fn default() -> Self {
+        TuneOptions {
+            target: None,
+            max_float_share: 0.25,
+        }
+    }
+}
+
+struct Evaluator<'a> {
+    model: &'a Model,
+    samples: Vec<Sample>,
+    reference: Vec<Vec<f32>>,
+    metric: Target,
+    evaluations: usize,
+}
+
+impl Evaluator<'_> {
+    fn outputs(model: &Model, samples: &[Sample]) -> Result<Vec<Vec<f32>>> {
+        let cpu = CpuModel::new(model, &[])?;
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); cpu.output_names().len()];
+        for s in samples {
+            for (acc, t) in out.iter_mut().zip(cpu.run(s)?) {
+                acc.extend(to_f32(&t)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn measure(&mut self, calibration: &Calibration, exclusions: &Exclusions) -> Result<f64> {
+        self.evaluations += 1;
+        let placement = qdq::place(self.model, exclusions)?;
+        let qdq = qdq::insert(self.model, &placement, &calibration.scales)?;
+        let candidate = Self::outputs(&qdq, &self.samples)?;
+        Ok(self.metric.measure(&self.reference, &candidate))
+    }
+}
+
+/// Chooses Auto's method and meets the target, returning the calibration to apply (scales and
+/// exclusions) and what was done.
+///
+/// # Errors
+///
+/// [`Error::Options`] without held-out samples; [`Error::Model`] naming the table when the
+/// target cannot be met within `max_float_share`; errors of inference and Q/DQ insertion.
+pub fn tune(
+    model: &Model,
+    calibration: &Calibration,
+    exclusions: &Exclusions,
+    held_out: &Source,
+    options: &TuneOptions,
+    progress: &dyn Fn(&str),
+) -> Result<(Calibration, Tuning)> {
+    let start = Instant::now();
+    let inputs = model.inputs()?;
+    let refs = match held_out.list() {
+        Err(Error::EmptySource { .. }) => Vec::new(),
+        other => other?,
+    };
+    let samples: Vec<Sample> = refs
+        .iter()
+        .map(|r| held_out.load(r, &inputs))
+        .collect::<Result<_>>()?;
+    if samples.is_empty() {
+        return Err(Error::options(
+            "choosing a method or meeting an accuracy target needs held-out samples",
+        ));
+    }
+    let metric = options.target.clone().unwrap_or(Target::MinCosine(0.0));
+    let mut ev = Evaluator {
+        model,
+        reference: Evaluator::outputs(model, &samples)?,
+        samples,
+        metric,
+        evaluations: 0,
+    };
+
+    // 1. Method choice.
+    let mut chosen = calibration.clone();
+    let mut candidates = Vec::new();
+    let mut chosen_name = calibration.method.name();
+    let mut initial = None;
+    if calibration.method == Method::Auto && !calibration.candidates.is_empty() {
+        let mut best: Option<(f64, String, Calibration)> = None;
+        for method in Method::AUTO_CANDIDATES {
+            let Some(amax) = calibration.candidates.get(&method.name()) else {
+                continue;
+            };
+            progress(&format!("auto: measuring {}", method.name()));
+            let c = with_thresholds(calibration, amax);
+            let v = ev.measure(&c, exclusions)?;
+            candidates.push((method.name(), v));
+            // A later candidate must be strictly better: the order breaks ties.
+            if best.as_ref().is_none_or(|(b, _, _)| v > *b) {
+                best = Some((v, method.name(), c));
+            }
+        }
+        if let Some((v, name, c)) = best {
+            chosen = c;
+            chosen_name = name;
+            initial = Some(v);
+        }
+    }
+    let initial = match initial {
+        Some(v) => v,
+        None => ev.measure(&chosen, exclusions)?,
+    };
+
+    // 2. The target.
+    let mut steps = Vec::new();
+    let mut achieved = initial;
+    let mut exclusions = exclusions.clone();
+    let nodes = quantized_nodes(model, &chosen);
+    if let Some(target) = &options.target
+        && initial < target.threshold()
+    {
+        let threshold = target.threshold();
+        let mut ranked = Vec::new();
+        for (i, (name, op)) in nodes.iter().enumerate() {
+            progress(&format!("sensitivity {}/{}: {name}", i + 1, nodes.len()));
+            let mut alone = exclusions.clone();
+            for (other, _) in &nodes {
+                if other != name {
+                    alone.nodes.insert(other.clone());
+                }
+            }
+            ranked.push((ev.measure(&chosen, &alone)?, name.clone(), op.clone()));
+        }
+        // Most sensitive first; names break ties so the order is deterministic.
+        ranked.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        let allowed = (options.max_float_share * nodes.len() as f64).floor() as usize;
+        for (alone, name, op) in ranked {
+            if achieved >= threshold {
+                break;
+            }
+            if steps.len() >= allowed {
+                let tuning = Tuning {
+                    metric: target.metric_name(),
+                    candidates,
+                    chosen: chosen_name,
+                    target: Some(threshold),
+                    initial,
+                    steps,
+                    achieved,
+                    quantized_nodes: nodes.len(),
+                    evaluations: ev.evaluations,
+                    seconds: start.elapsed().as_secs_f64(),
+                };
+                return Err(Error::model(
+                    model.name(),
+                    format!(
+                        "the accuracy target {} >= {threshold} is not met with at most {allowed} of {} quantized nodes ({:.0}%) in float:\n{}",
+                        target.metric_name(),
+                        nodes.len(),
+                        options.max_float_share * 100.0,
+                        tuning.table()
+                    ),
+                ));
+            }
+            progress(&format!("keeping {name} in float"));
+            exclusions.nodes.insert(name.clone());
+            achieved = ev.measure(&chosen, &exclusions)?;
+            steps.push(Step {
+                node: name,
+                op_type: op,
+                alone,
+                after: achieved,
+            });
+        }
+    }
+    chosen.placement = qdq::place(model, &exclusions)?;
+    let tuning = Tuning {
+        metric: ev.metric.metric_name(),
+        candidates,
+        chosen: chosen_name,
+        target: options.target.as_ref().map(Target::threshold),
+        initial,
+        steps,
+        achieved,
+        quantized_nodes: nodes.len(),
+        evaluations: ev.evaluations,
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    Ok((chosen, tuning))
+}
+
+/// The calibration with another method's thresholds (scales shared as calibration shares them).
+fn with_thresholds(calibration: &Calibration, amax: &BTreeMap<String, f32>) -> Calibration {
+    let mut c = calibration.clone();
+    let mut amax = amax.clone();
+    for group in &c.placement.shared {
+        let m = group
+            .iter()
+            .filter_map(|t| amax.get(t))
+            .fold(0f32, |a, &b| a.max(b));
+        for t in group {
+            amax.insert(t.clone(), m);
+        }
+    }
+    c.scales = amax
+        .iter()
+        .map(|(t, &a)| (t.clone(), scale_for(a)))
+        .collect();
+    c.amax = amax;
+    c
+}
+
+/// Named nodes that Q/DQ feeds (the points the search can keep in float), with their types.
+fn quantized_nodes(model: &Model, calibration: &Calibration) -> Vec<(String, String)> {
+    let g = model.graph();
+    let (raised, _) = crate::opset::for_qdq(model);
+    let nodes = &raised.graph().node;
+    let mut out: Vec<(String, String)> = calibration
+        .placement
+        .activations
+        .iter()
+        .flat_map(|a| a.consumers.iter().map(|&(n, _)| n))
+        .chain(
+            calibration
+                .placement
+                .weights
+                .iter()
+                .flat_map(|w| w.consumers.iter().map(|&(n, _)| n)),
+        )
+        .filter_map(|n| nodes.get(n))
+        .filter(|n| !n.name.is_empty() && g.node.iter().any(|m| m.name == n.name))
+        .map(|n| (n.name.clone(), n.op_type.clone()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}

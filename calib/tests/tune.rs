@@ -1,0 +1,200 @@
+//! `Method::Auto` and the accuracy target on closed-form cases: a layer made sensitive by an
+//! outlier channel is found and kept in float; Auto's choice equals the best fixed method's
+//! held-out metric (measured independently by the report); a target that cannot be met fails
+//! with the table.
+
+use calib::synth::{GraphBuilder, Rng, tensor_f32};
+use calib::tune::{Target, TuneOptions, tune};
+use calib::{Calibrator, ElemType, Exclusions, HostTensor, Method, Model, Sample, Source, report};
+
+/// `x: [N, 8]` → `mm1` (8→16) → Relu → `mm2` (16→4) → `y`. With `outlier`, channel 3 of the
+/// hidden layer is 1000× larger than the others: one scale for the whole hidden tensor then
+/// leaves the other channels a handful of INT8 levels, so `mm2` (which reads it) is the
+/// sensitive node.
+fn mlp(outlier: bool) -> Model {
+    let mut rng = Rng::new(5);
+    let mut w1: Vec<f32> = (0..8 * 16).map(|_| rng.normal() * 0.3).collect();
+    if outlier {
+        for k in 0..8 {
+            w1[k * 16 + 3] *= 1000.0;
+        }
+    }
+    let mut w2: Vec<f32> = (0..16 * 4).map(|_| rng.normal() * 0.3).collect();
+    if outlier {
+        // The outlier channel contributes little to y, so y depends on the small channels.
+        for j in 0..4 {
+            w2[3 * 4 + j] *= 0.0005;
+        }
+    }
+    let mut g = GraphBuilder::new("mlp");
+    g.input("x", ElemType::F32, calib::dims!["N", 8])
+        .output("y", ElemType::F32, calib::dims!["N", 4])
+        .initializer(tensor_f32("w1", &[8, 16], &w1))
+        .initializer(tensor_f32("w2", &[16, 4], &w2))
+        .node("mm1", "MatMul", &["x", "w1"], &["h"], vec![])
+        .node("relu", "Relu", &["h"], &["r"], vec![])
+        .node("mm2", "MatMul", &["r", "w2"], &["y"], vec![]);
+    g.build()
+}
+
+fn samples(n: usize, seed: u64, spread: impl Fn(&mut Rng) -> f32) -> Vec<Sample> {
+    let mut rng = Rng::new(seed);
+    (0..n)
+        .map(|i| {
+            Sample::new(format!("s{i}")).with(
+                "x",
+                HostTensor::f32(vec![4, 8], (0..32).map(|_| spread(&mut rng)).collect()),
+            )
+        })
+        .collect()
+}
+
+fn min_cosine(model: &Model, calibration: &calib::Calibration, held: &Source) -> f64 {
+    let q = calibration.apply(model).unwrap();
+    report::compare(model, &q, held)
+        .unwrap()
+        .outputs
+        .iter()
+        .map(|o| o.cosine)
+        .fold(f64::INFINITY, f64::min)
+}
+
+#[test]
+fn the_layer_made_sensitive_by_an_outlier_channel_is_kept_in_float() {
+    let model = mlp(true);
+    let data = Source::Memory(samples(12, 1, |r| r.normal()));
+    let held = Source::Memory(samples(4, 2, |r| r.normal()));
+    let c = Calibrator::new(&model)
+        .method(Method::MinMax)
+        .run(&data)
+        .unwrap();
+    let before = min_cosine(&model, &c, &held);
+    let options = TuneOptions {
+        target: Some(Target::MinCosine(0.999)),
+        max_float_share: 0.5,
+    };
+    let (tuned, tuning) =
+        tune(&model, &c, &Exclusions::default(), &held, &options, &|_| {}).unwrap();
+    assert!(before < 0.999, "the outlier must hurt: {before}");
+    assert_eq!(tuning.steps.len(), 1, "{}", tuning.table());
+    assert_eq!(tuning.steps[0].node, "mm2", "{}", tuning.table());
+    assert_eq!(tuning.steps[0].op_type, "MatMul");
+    assert!(tuning.achieved >= 0.999, "{}", tuning.table());
+    // The returned calibration is what was measured: the report agrees.
+    let after = min_cosine(&model, &tuned, &held);
+    assert!(
+        (after - tuning.achieved).abs() < 1e-9,
+        "{after} vs {}",
+        tuning.achieved
+    );
+    let q = tuned.apply(&model).unwrap();
+    assert!(
+        q.graph()
+            .node
+            .iter()
+            .any(|n| n.op_type == "MatMul" && n.input[0] == "r"),
+        "mm2 reads its float input"
+    );
+    assert!(tuning.table().contains("mm2"));
+    // Same inputs, same choices.
+    let (_, again) = tune(&model, &c, &Exclusions::default(), &held, &options, &|_| {}).unwrap();
+    assert_eq!(again.steps, tuning.steps);
+}
+
+/// Auto's held-out metric is the best fixed method's, measured independently per method.
+fn auto_equals_the_best_fixed_method(
+    model: &Model,
+    data: Vec<Sample>,
+    held: Vec<Sample>,
+) -> String {
+    let (data, held) = (Source::Memory(data), Source::Memory(held));
+    let auto = Calibrator::new(model)
+        .method(Method::Auto)
+        .run(&data)
+        .unwrap();
+    let (tuned, tuning) = tune(
+        model,
+        &auto,
+        &Exclusions::default(),
+        &held,
+        &TuneOptions::default(),
+        &|_| {},
+    )
+    .unwrap();
+    let mut best = (f64::NEG_INFINITY, String::new());
+    for m in Method::AUTO_CANDIDATES {
+        let c = Calibrator::new(model).method(m).run(&data).unwrap();
+        let v = min_cosine(model, &c, &held);
+        let (_, listed) = tuning
+            .candidates
+            .iter()
+            .find(|(n, _)| *n == m.name())
+            .unwrap();
+        assert!((v - listed).abs() < 1e-9, "{}: {v} vs {listed}", m.name());
+        if v > best.0 {
+            best = (v, m.name());
+        }
+    }
+    assert!(
+        (tuning.achieved - best.0).abs() < 1e-9,
+        "{}",
+        tuning.table()
+    );
+    assert_eq!(tuning.chosen, best.1, "{}", tuning.table());
+    assert!((min_cosine(model, &tuned, &held) - best.0).abs() < 1e-9);
+    tuning.chosen
+}
+
+#[test]
+fn auto_chooses_the_method_with_the_best_held_out_metric() {
+    let model = mlp(false);
+    // Bounded inputs without outliers: nothing to clip.
+    let uniform = |r: &mut Rng| r.uniform() * 2.0 - 1.0;
+    auto_equals_the_best_fixed_method(&model, samples(12, 3, uniform), samples(4, 4, uniform));
+    // Heavy tails in calibration (rare values 40× the rest): the plain maximum wastes the
+    // INT8 range, so a clipping method wins.
+    let heavy = |r: &mut Rng| {
+        let v = r.normal();
+        if r.uniform() < 0.002 { v * 40.0 } else { v }
+    };
+    let chosen = auto_equals_the_best_fixed_method(
+        &model,
+        samples(40, 5, heavy),
+        samples(6, 6, |r| r.normal()),
+    );
+    assert_ne!(chosen, "minmax", "clipping must win on heavy tails");
+}
+
+#[test]
+fn a_target_that_cannot_be_met_fails_with_the_table() {
+    let model = mlp(true);
+    let data = Source::Memory(samples(8, 1, |r| r.normal()));
+    let held = Source::Memory(samples(2, 2, |r| r.normal()));
+    let c = Calibrator::new(&model)
+        .method(Method::MinMax)
+        .run(&data)
+        .unwrap();
+    let options = TuneOptions {
+        target: Some(Target::MinCosine(0.999)),
+        max_float_share: 0.0,
+    };
+    let e = tune(&model, &c, &Exclusions::default(), &held, &options, &|_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("min cosine >= 0.999 is not met") && e.contains("at most 0 of 2"),
+        "{e}"
+    );
+    // Without held-out samples there is nothing to measure.
+    let e = tune(
+        &model,
+        &c,
+        &Exclusions::default(),
+        &Source::Memory(vec![]),
+        &options,
+        &|_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("held-out"), "{e}");
+}
