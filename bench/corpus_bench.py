@@ -20,7 +20,9 @@ import time
 
 import numpy as np
 
-OURS = ["minmax", "percentile:99.99", "entropy", "mse"]
+OURS = ["minmax", "percentile:99.99", "entropy", "mse", "auto", "auto+target"]
+# The accuracy target of the "auto+target" run (cosine of every output on held-out samples).
+TARGET_COSINE = "0.99"
 PEER = ["MinMax", "Entropy", "Percentile"]
 
 
@@ -40,7 +42,7 @@ def measure(cmd, timeout=1800):
         log.seek(0)
         text = log.read().decode(errors="replace")
     return {"ok": code == 0, "seconds": round(wall, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
-            "log": text[-800:] if code else ""}
+            "log": text[-800:] if code else "", "stdout": text}
 
 
 def peer_child(model, calib, method, out):
@@ -133,21 +135,32 @@ def main():
         row = {"metric": info["metric"], "ours": {}, "peer": {}}
         for m in OURS:
             out = os.path.join(work, f"{name}.ours.{m.replace(':', '_')}.onnx")
-            cmd = [trt_calib, "quantize", "--model", model, "--data", calib, "--hold-out-every", "0",
-                   "--method", m, "--out", out]
+            cmd = [trt_calib, "quantize", "--model", model, "--data", calib, "--out", out]
+            if m.startswith("auto"):
+                # Auto chooses on the held-out samples; the target searches on them too.
+                cmd += ["--method", "auto", "--report-data", held]
+                if m == "auto+target":
+                    cmd += ["--min-cosine", TARGET_COSINE, "--max-float-share", "0.5"]
+            else:
+                cmd += ["--method", m, "--hold-out-every", "0"]
             for p in profiles:
                 cmd += ["--profile", p]
             for c in info.get("constants", []):
                 cmd += ["--constant", c]
             r = measure(cmd)
+            if m.startswith("auto") and r["ok"]:
+                r["choice"] = [l for l in r.pop("stdout", "").splitlines() if "chosen" in l or "kept" in l or "target" in l]
             if r["ok"]:
                 r["metric"] = evaluate(info, corpus, out)
                 r["engine"] = measure([build_engine, out] + profiles)["ok"]
+            r.pop("stdout", None)
             row["ours"][m] = r
+            r.pop("stdout", None)
             print(name, "ours", m, {k: v for k, v in r.items() if k != "log"}, flush=True)
         for m in PEER:
             out = os.path.join(work, f"{name}.peer.{m}.onnx")
             r = measure([sys.executable, __file__, "--peer-child", model, calib, m, out])
+            r.pop("stdout", None)
             if r["ok"]:
                 try:
                     r["metric"] = evaluate(info, corpus, out)

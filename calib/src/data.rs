@@ -297,6 +297,19 @@ fn read_npy_file(path: &Path, elem: ElemType) -> std::result::Result<HostTensor,
     Ok(read_as!(elem, T => nd::ArrayD::<T>::read_npy(&bytes[..]).map_err(npy_error)))
 }
 
+impl HostTensor {
+    /// Reads `.npy` bytes as an array of `elem` (the header is checked against the bytes
+    /// before anything is allocated; see [`crate::MAX_ARRAY_BYTES`]).
+    ///
+    /// # Errors
+    ///
+    /// A sentence saying what is wrong with the bytes.
+    pub fn from_npy(bytes: &[u8], elem: ElemType) -> std::result::Result<HostTensor, String> {
+        let checked = crate::npy::read_checked(bytes, Some(bytes.len() as u64))?;
+        Ok(read_as!(elem, T => nd::ArrayD::<T>::read_npy(&checked[..]).map_err(npy_error)))
+    }
+}
+
 fn read_npz_entry(
     npz: &mut zip::ZipArchive<BufReader<File>>,
     name: &str,

