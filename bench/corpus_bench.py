@@ -2,10 +2,11 @@
 """Real-model benchmark: trt-calib against onnxruntime's quantize_static on every corpus model.
 
 For each model of the corpus (`cargo xtask corpus`), in one run:
-- ours: `trt-calib quantize` with minmax, percentile:99.99, entropy and mse;
+- ours: `trt-calib quantize` with minmax, percentile:99.99, entropy, mse, auto (choice on the
+  held-out samples) and auto with an accuracy target (min cosine 0.99);
 - the peer: `quantize_static(QDQ, per_channel=True, QInt8 activations and weights, symmetric)`
   with MinMax, Entropy and Percentile (its histogram calibrators);
-each as its own child process (wall time, peak RSS from wait4). Then, for every Q/DQ model,
+each as its own child process under GNU time (wall time, peak RSS). Then, for every Q/DQ model,
 the task metric against the FP32 model on the held-out samples, computed by onnxruntime
 (independent of our code), and whether TensorRT-RTX builds an engine from it.
 
@@ -33,15 +34,18 @@ def samples(folder):
 
 
 def measure(cmd, timeout=1800):
-    with tempfile.TemporaryFile() as log:
+    """Runs `cmd` under GNU time and returns its wall time and peak RSS. Not wait4 on a child
+    of this process: Linux folds the memory high-water mark of the forked parent (this Python,
+    with onnxruntime loaded) into the child's ru_maxrss at exec, which inflates small tools."""
+    with tempfile.TemporaryFile() as log, tempfile.NamedTemporaryFile(mode="r") as rss:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=log)
-        _, status, usage = os.wait4(proc.pid, 0)
+        code = subprocess.call(["/usr/bin/time", "-f", "%M", "-o", rss.name] + cmd, stdout=log, stderr=log, timeout=timeout)
         wall = time.perf_counter() - start
-        code = os.waitstatus_to_exitcode(status)
         log.seek(0)
         text = log.read().decode(errors="replace")
-    return {"ok": code == 0, "seconds": round(wall, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+        lines = [l for l in rss.read().split() if l.isdigit()]
+        kib = int(lines[-1]) if lines else 0
+    return {"ok": code == 0, "seconds": round(wall, 2), "peak_rss_mib": round(kib / 1024, 1),
             "log": text[-800:] if code else "", "stdout": text}
 
 

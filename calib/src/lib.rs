@@ -22,8 +22,13 @@
 //!
 //! # Pieces
 //!
-//! - [`model`]: ONNX read/write with `tract-onnx`'s prost types, external data in and out,
-//!   inputs/outputs with symbolic dims kept symbolic.
+//! - [`model`]: ONNX read/write with `tract-onnx`'s prost types, external data in and out
+//!   (confined to the model's folder), inputs/outputs with symbolic dims kept symbolic.
+//! - [`check`]: structural checks of a graph before any engine sees it.
+//! - [`opset`]: opset 11/12 raised to 13 for per-channel Q/DQ; [`fold`]: `If` nodes decided by
+//!   the declared shapes (or by constant inputs) replaced by their branch.
+//! - [`infer`]: CPU inference with concrete-shape tract plans, onnxruntime where tract cannot.
+//! - [`tune`]: [`Method::Auto`]'s choice and accuracy targets (sensitive nodes kept in float).
 //! - [`data`]: samples (one tensor per input) from `<sample>/<input>.npy` directories, `.npz`
 //!   files or code; every sample is checked (names, element types, ranks, fixed dims, profile
 //!   ranges, NaN/Inf) before use, with errors naming sample, input, dimension and range.

@@ -28,7 +28,7 @@
 //!                 .input("q", ShapeRange::new([1, 8, 1, 1], [2, 8, 1, 1], [4, 8, 1, 1]))
 //!                 .input("dummy_input", ShapeRange::new([1, 3, 16, 16], [2, 3, 32, 32], [4, 3, 64, 64])),
 //!         )
-//!         .int8(Int8::from_path("calibration/").method(Method::Entropy));
+//!         .int8(Int8::from_path("calibration/").method(Method::Auto).min_cosine(0.99));
 //!     build.build(); // prints one error message and exits on failure
 //! }
 //! ```
@@ -63,6 +63,29 @@
 //!    `OUT_DIR` (only when their bytes change) and prints one summary line per model; the full
 //!    log goes to `OUT_DIR/trt-build.log`.
 //!
+//! # Accuracy
+//!
+//! [`Int8`] defaults to [`Method::Auto`]: every method's thresholds come from one pass of
+//! statistics and the best on the held-out samples wins. [`Int8::min_cosine`],
+//! [`Int8::min_snr_db`] or [`Int8::target`] (a task metric through a closure) set an accuracy
+//! target: the most sensitive quantized nodes are kept in float until it is met, or the build
+//! fails with the table. The choice, the nodes kept in float and the metric are in the cache
+//! key's inputs, the manifest and the generated module's docs (see `calib::tune`).
+//!
+//! # Real models
+//!
+//! Models tract cannot run are calibrated with onnxruntime (`ORT_DYLIB_PATH`); `If` nodes
+//! decided by the declared shapes are folded, and [`ModelConfig::constant_input`] binds an
+//! input the application never changes (a sample rate) so `If` nodes that test it fold too;
+//! opset 11/12 models are raised to opset 13.
+//!
+//! # Debug builds
+//!
+//! Cargo compiles build scripts and their dependencies without optimisation unless the
+//! application sets `[profile.dev.build-override] opt-level = 3`; calibration is then many
+//! times slower. `trt-build` detects this and prints that snippet as a Cargo warning before it
+//! calibrates.
+//!
 //! # Environment
 //!
 //! | variable | meaning |
@@ -70,6 +93,7 @@
 //! | `TRT_BUILD_CACHE_DIR` | engine cache (default: `trt-cache` next to Cargo's profile directory) |
 //! | `TRT_BUILD_PREBUILT_DIR` | read-only directory of entries (`<key>/…`) copied from a cache |
 //! | `TENSORRT_LIB_DIR`, `TENSORRT_ROOT` | where TensorRT's libraries are (see `tensorrt-sys`) |
+//! | `ORT_DYLIB_PATH` | onnxruntime's C library, calibration's second CPU engine |
 //!
 //! # Offline builds
 //!

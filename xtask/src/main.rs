@@ -487,6 +487,11 @@ fn corpus_bench(models: &[String]) -> Result {
     let root = root();
     setup()?;
     let corpus_dir = corpus(false)?;
+    if !Path::new("/usr/bin/time").is_file() {
+        // GNU time measures each tool's peak memory (see bench/corpus_bench.py).
+        run(Command::new("apt-get").arg("update").arg("-qq"))?;
+        run(Command::new("apt-get").args(["install", "-y", "-qq", "time"]))?;
+    }
     run(cargo().current_dir(&root).args([
         "build",
         "--release",
