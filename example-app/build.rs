@@ -26,7 +26,11 @@ fn main() {
         .profile(profile)
         // Auto: the method with the best accuracy on the held-out samples, and a target that
         // keeps sensitive nodes in float if the choice alone does not reach it.
-        .int8(Int8::from_path(&data).method(Method::Auto).min_cosine(0.999));
+        .int8(
+            Int8::from_path(&data)
+                .method(Method::Auto)
+                .min_cosine(0.999),
+        );
     build.build();
 }
 

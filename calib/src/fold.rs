@@ -75,28 +75,8 @@ pub fn fold_shape_ifs(model: &Model, profiles: &[Profile]) -> Result<Option<(Mod
         }
     }
     if !notes.is_empty() {
-        // Inlined branches carry their weights as `Constant` nodes; as initializers they are
-        // quantized per channel like every other weight.
-        let g = current.graph_mut();
-        let mut kept = Vec::with_capacity(g.node.len());
-        for n in std::mem::take(&mut g.node) {
-            let value = (n.op_type == "Constant" && n.domain.is_empty() && n.output.len() == 1)
-                .then(|| {
-                    n.attribute
-                        .iter()
-                        .find(|a| a.name == "value")
-                        .and_then(|a| a.t.clone())
-                })
-                .flatten();
-            match value {
-                Some(mut t) => {
-                    t.name = n.output[0].clone();
-                    g.initializer.push(t);
-                }
-                None => kept.push(n),
-            }
-        }
-        g.node = kept;
+        // Inlined branches carry their weights as `Constant` nodes.
+        crate::opset::constants_to_initializers(current.graph_mut());
     }
     Ok((!notes.is_empty()).then_some((current, notes)))
 }

@@ -44,7 +44,7 @@
 //!   cosine, SNR, PSNR, top-1 agreement for class scores.
 //! - [`synth`]: deterministic synthetic models and samples (the seed decoder, fixtures).
 //!
-//! The `trt-calib` binary exposes `inspect` and `quantize` on the command line.
+//! The `trt-calib` crate is the command line (`inspect`, `quantize`) over this library.
 //!
 //! # Determinism
 //!

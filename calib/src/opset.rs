@@ -211,17 +211,59 @@ fn rewrite_graph(g: &mut pb::GraphProto, fresh: &mut Fresh) -> Result<(), String
     Ok(())
 }
 
-/// The model Q/DQ is placed in: `model` itself at opset ≥ 13, else raised to 13; when that is
-/// impossible, the model unchanged plus the reason, and weights are then quantized per tensor
-/// (one scale per weight, which every opset's DequantizeLinear supports).
+/// Turns main-graph `Constant` nodes that hold a tensor into initializers of the same name, so
+/// that weights exported as `Constant` nodes (PaddlePaddle's exporter does this for every conv)
+/// are quantized per channel like any other weight. Returns how many were converted.
+pub fn constants_to_initializers(g: &mut pb::GraphProto) -> usize {
+    let mut kept = Vec::with_capacity(g.node.len());
+    let mut converted = 0;
+    for n in std::mem::take(&mut g.node) {
+        let value = (n.op_type == "Constant" && default_domain(&n) && n.output.len() == 1)
+            .then(|| {
+                n.attribute
+                    .iter()
+                    .find(|a| a.name == "value")
+                    .and_then(|a| a.t.clone())
+            })
+            .flatten();
+        match value {
+            Some(mut t) => {
+                t.name = n.output[0].clone();
+                g.initializer.push(t);
+                converted += 1;
+            }
+            None => kept.push(n),
+        }
+    }
+    g.node = kept;
+    converted
+}
+
+/// The model Q/DQ is placed in: `model` itself at opset ≥ 13 without `Constant` weights, else
+/// its opset-13 form with `Constant` nodes turned into initializers; when raising the opset
+/// is impossible, the model without raising plus the reason, and weights are then quantized
+/// per tensor (one scale per weight, which every opset's DequantizeLinear supports).
 pub fn for_qdq(model: &Model) -> (std::borrow::Cow<'_, Model>, Option<String>) {
+    let has_constants = model
+        .graph()
+        .node
+        .iter()
+        .any(|n| n.op_type == "Constant" && default_domain(n));
+    let normalized = |mut m: Model| {
+        constants_to_initializers(m.graph_mut());
+        m
+    };
     if model.opset() >= 13 {
-        return (std::borrow::Cow::Borrowed(model), None);
+        return if has_constants {
+            (std::borrow::Cow::Owned(normalized(model.clone())), None)
+        } else {
+            (std::borrow::Cow::Borrowed(model), None)
+        };
     }
     match raise_to_13(model) {
-        Ok(raised) => (std::borrow::Cow::Owned(raised), None),
+        Ok(raised) => (std::borrow::Cow::Owned(normalized(raised)), None),
         Err(why) => (
-            std::borrow::Cow::Borrowed(model),
+            std::borrow::Cow::Owned(normalized(model.clone())),
             Some(format!(
                 "model {} stays at opset {} because {why}; weights get one scale per tensor instead of per output channel (less accurate)",
                 model.name(),

@@ -492,14 +492,9 @@ fn corpus_bench(models: &[String]) -> Result {
         run(Command::new("apt-get").arg("update").arg("-qq"))?;
         run(Command::new("apt-get").args(["install", "-y", "-qq", "time"]))?;
     }
-    run(cargo().current_dir(&root).args([
-        "build",
-        "--release",
-        "--package",
-        "calib",
-        "--bin",
-        "trt-calib",
-    ]))?;
+    run(cargo()
+        .current_dir(&root)
+        .args(["build", "--release", "--package", "trt-calib"]))?;
     run(cargo().current_dir(&root).args([
         "build",
         "--release",
@@ -543,7 +538,17 @@ fn fuzz(args: &[String]) -> Result {
     eprintln!("xtask: fuzzing each target for {minutes} min, seed {seed}");
     run(cargo()
         .current_dir(root())
-        .args(["test", "--package", "tests", "--test", "fuzz", "--", "--nocapture", "--test-threads", "1"])
+        .args([
+            "test",
+            "--package",
+            "tests",
+            "--test",
+            "fuzz",
+            "--",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env("TRT_FUZZ_SECONDS", (minutes * 60).to_string())
         .env("TRT_FUZZ_SEED", seed))
 }
@@ -568,13 +573,14 @@ fn bench(args: &[String]) -> Result {
             "numpy",
         ]))?;
     }
+    run(cargo()
+        .current_dir(&root)
+        .args(["build", "--release", "--package", "trt-calib"]))?;
     run(cargo().current_dir(&root).args([
         "build",
         "--release",
         "--package",
         "calib",
-        "--bin",
-        "trt-calib",
         "--example",
         "bench_fixture",
     ]))?;

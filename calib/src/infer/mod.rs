@@ -54,7 +54,8 @@ struct PlanCache {
 /// A model prepared for CPU inference.
 #[derive(Debug)]
 pub struct CpuModel {
-    template: InferenceModel,
+    /// tract's graph, dropped when the model moves to onnxruntime.
+    template: Mutex<Option<InferenceModel>>,
     /// The model for onnxruntime, kept only until the engine is chosen.
     proto: Mutex<Option<pb::ModelProto>>,
     engine: OnceLock<Engine>,
@@ -117,7 +118,7 @@ impl CpuModel {
             .select_outputs_by_name(&outputs)
             .map_err(|e| Error::inference(ctx("selecting outputs"), e))?;
         Ok(CpuModel {
-            template,
+            template: Mutex::new(Some(template)),
             proto: Mutex::new(Some(original.clone())),
             engine: OnceLock::new(),
             plans: Mutex::default(),
@@ -134,7 +135,12 @@ impl CpuModel {
     }
 
     fn concrete_plan(&self, sig: &ShapeSignature) -> TractResult<Plan> {
-        let mut m = self.template.clone();
+        let mut m = self
+            .template
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| TractError::msg("the model runs on onnxruntime"))?;
         for (i, (shape, info)) in sig.iter().zip(&self.inputs).enumerate() {
             let dt = match info.elem_type {
                 ElemType::F32 => f32::datum_type(),
@@ -308,7 +314,12 @@ impl CpuModel {
             .unwrap_or_else(|e| e.into_inner())
             .take()
             .ok_or_else(|| Error::inference(context(), "the engine was already chosen"))?;
-        let ort = ort_engine::OrtModel::new(&proto, &self.outputs)
+        // One copy of the weights at a time: tract's graph goes before onnxruntime loads.
+        self.template
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let ort = ort_engine::OrtModel::new(proto, &self.outputs)
             .map_err(|e| Error::inference(context(), e))?;
         log::warn!("{}: running on onnxruntime because {reason}", self.name);
         self.plans

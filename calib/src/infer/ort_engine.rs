@@ -60,10 +60,9 @@ pub(crate) struct OrtModel {
 
 impl OrtModel {
     /// `outputs`: graph outputs first, then intermediate tensors by name.
-    pub(crate) fn new(proto: &pb::ModelProto, outputs: &[String]) -> Result<OrtModel, String> {
+    pub(crate) fn new(mut proto: pb::ModelProto, outputs: &[String]) -> Result<OrtModel, String> {
         use prost::Message;
         let env = environment()?;
-        let mut proto = proto.clone();
         if let Some(g) = proto.graph.as_mut() {
             for name in outputs {
                 if !g.output.iter().any(|o| &o.name == name) {
@@ -75,6 +74,7 @@ impl OrtModel {
             }
         }
         let bytes = proto.encode_to_vec();
+        drop(proto);
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let session = Session::builder(env)
             .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::Level1)?))

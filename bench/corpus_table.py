@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Turns target/corpus-bench.json (from `cargo xtask bench corpus`) into the Markdown tables of
+BENCHMARKS.md: one row per model and tool/method, then the targets per model.
+
+usage: corpus_table.py CORPUS_BENCH_JSON
+"""
+import json
+import sys
+
+
+def fmt(v, digits=4):
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def main():
+    results = json.load(open(sys.argv[1]))
+    print("| model | metric | tool | method | calibrates | time (s) | peak RSS (MiB) | metric value | INT8 engine builds |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, row in results.items():
+        for tool in ("ours", "peer"):
+            for method, r in row[tool].items():
+                print(f"| {name} | {row['metric']} | {'trt-calib' if tool == 'ours' else 'onnxruntime'} | {method} | "
+                      f"{'yes' if r['ok'] else 'no'} | {r['seconds']} | {r['peak_rss_mib']} | {fmt(r.get('metric'))} | "
+                      f"{'-' if not r['ok'] else ('yes' if r.get('engine') else 'no')} |")
+    print()
+    print("| model | our best fixed method | Auto | Auto + target (cosine ≥ 0.99) | peer's best | best ≥ peer's | our entropy time vs peer histogram time | our peak RSS vs ¼ of peer Percentile (floor 64 MiB) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, row in results.items():
+        ours = {m: r for m, r in row["ours"].items() if r["ok"] and r.get("metric") is not None}
+        fixed = {m: r for m, r in ours.items() if not m.startswith("auto")}
+        peer = {m: r for m, r in row["peer"].items() if r["ok"] and r.get("metric") is not None}
+        best = max(fixed.items(), key=lambda kv: kv[1]["metric"], default=(None, None))
+        pbest = max(peer.items(), key=lambda kv: kv[1]["metric"], default=(None, None))
+        auto = ours.get("auto")
+        target = ours.get("auto+target")
+        ours_best = max([r["metric"] for r in ours.values()], default=None)
+        ge = "-" if ours_best is None or pbest[1] is None else ("yes" if ours_best >= pbest[1]["metric"] else "no")
+        if pbest[1] is None:
+            ge = "yes (peer has none)" if ours_best is not None else "-"
+        ent = row["ours"].get("entropy")
+        hist = [r for m, r in row["peer"].items() if m in ("Entropy", "Percentile") and r["ok"]]
+        tcmp = "-"
+        if ent and ent["ok"] and hist:
+            h = min(r["seconds"] for r in hist)
+            tcmp = f"{ent['seconds']} vs {h}: {'met' if ent['seconds'] <= max(h, 1.0) else 'missed'}"
+        elif ent and ent["ok"]:
+            tcmp = f"{ent['seconds']} vs peer failed"
+        pct = row["peer"].get("Percentile")
+        rss = max((r["peak_rss_mib"] for r in row["ours"].values() if r["ok"]), default=None)
+        rcmp = "-"
+        if pct and rss is not None:
+            limit = max(pct["peak_rss_mib"] / 4, 64)
+            rcmp = f"{rss} vs {limit:.0f}{'' if pct['ok'] else ' (peer failed at ' + str(pct['peak_rss_mib']) + ')'}: {'met' if rss <= limit else 'missed'}"
+        print(f"| {name} | {best[0]} {fmt(best[1]['metric']) if best[1] else '-'} | {fmt(auto['metric']) if auto else '-'} | "
+              f"{fmt(target['metric']) if target else 'failed' if row['ours'].get('auto+target') else '-'} | "
+              f"{(pbest[0] + ' ' + fmt(pbest[1]['metric'])) if pbest[1] else 'none ran'} | {ge} | {tcmp} | {rcmp} |")
+
+
+if __name__ == "__main__":
+    main()
