@@ -154,8 +154,11 @@ fn rewrite_graph(g: &mut pb::GraphProto, fresh: &mut Fresh) -> Result<(), String
                     continue;
                 }
                 // Old meaning: flatten to 2-D at `axis`, normalise each row, restore the shape.
-                let x = node.input[0].clone();
-                let y = node.output[0].clone();
+                let (Some(x), Some(y)) =
+                    (node.input.first().cloned(), node.output.first().cloned())
+                else {
+                    return Err(format!("{} needs one input and one output", label()));
+                };
                 let (flat, shape, inner) = (
                     fresh.name(&format!("{}_flat", node.name)),
                     fresh.name(&format!("{}_shape", node.name)),
@@ -360,6 +363,14 @@ mod tests {
                 .iter()
                 .any(|a| a.name == "axis" && a.i == 1)
         );
+    }
+
+    /// Found by `tests/tests/fuzz.rs` (a node mutated into a `Softmax` without inputs).
+    #[test]
+    fn a_softmax_without_input_is_an_error_not_a_panic() {
+        let m = model(11, vec![node("Softmax", "sm", &[], &["y"], None)]);
+        let e = raise_to_13(&m).unwrap_err();
+        assert!(e.contains("'sm' (Softmax) needs one input"), "{e}");
     }
 
     #[test]

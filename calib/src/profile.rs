@@ -273,6 +273,29 @@ pub fn validate_profiles(inputs: &[TensorInfo], profiles: &[Profile]) -> Result<
                     });
                 }
             }
+            // What the declared max implies for one input, before anything runs.
+            let item = match info.elem_type.name() {
+                "bool" | "int8" | "uint8" => 1u64,
+                "float16" | "bfloat16" | "int16" | "uint16" => 2,
+                "float32" | "int32" | "uint32" => 4,
+                _ => 8,
+            };
+            let bytes = range
+                .max
+                .iter()
+                .try_fold(item, |n, &d| n.checked_mul(d.max(0) as u64));
+            if bytes.is_none_or(|b| b > crate::MAX_ARRAY_BYTES) {
+                return Err(Error::Profile {
+                    input: name.clone(),
+                    message: format!(
+                        "profile {p}'s max shape {} is {} of {}, above the {}-byte limit of one input",
+                        format_shape(&range.max),
+                        bytes.map_or("more than 2^64 bytes".to_string(), |b| format!("{b} bytes")),
+                        info.elem_type,
+                        crate::MAX_ARRAY_BYTES
+                    ),
+                });
+            }
         }
         for info in &dynamic {
             if !profile.inputs.contains_key(&info.name) {

@@ -334,6 +334,29 @@ fn options_that_were_silently_wrong_are_refused_with_the_allowed_range() {
     assert_refused(ok, &out, &["exclude 'no_such_node' matches no node"]);
     let (ok, out) = quantize(d, &["--hold-out-every", "1"]);
     assert_refused(ok, &out, &["every 1. sample", "no sample to calibrate"]);
+    // A declared max shape whose input alone would need terabytes is refused before running.
+    let (model, data, out_path) = (d.join("seed.onnx"), d.join("data"), d.join("q.onnx"));
+    let mut args = vec![
+        "quantize",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "--out",
+        s(&out_path),
+    ];
+    args.extend(["--profile", "y_hat:1x8x4x4:2x8x6x6:100000x8x100000x100000"]);
+    args.extend(&PROFILE[2..]);
+    let (ok, out) = trt_calib(&args);
+    assert_refused(
+        ok,
+        &out,
+        &[
+            "input 'y_hat'",
+            "100000x8x100000x100000",
+            "limit of one input",
+        ],
+    );
 }
 
 #[test]
