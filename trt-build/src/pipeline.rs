@@ -18,7 +18,7 @@ use crate::{
 };
 
 /// Printed (as Cargo warnings) before calibrating when this crate was compiled at opt-level 0.
-const UNOPTIMIZED_WARNING: &str = "trt-build: calibration runs unoptimised: Cargo compiles build scripts and their dependencies at opt-level 0 unless told otherwise, which makes INT8 calibration roughly 10-40x slower (measured in BENCHMARKS.md).
+const UNOPTIMIZED_WARNING: &str = "trt-build: calibration runs unoptimised: Cargo compiles build scripts and their dependencies at opt-level 0 unless told otherwise, which makes INT8 calibration about 6-8x slower (measured in BENCHMARKS.md).
 trt-build: add this to the application's Cargo.toml (the workspace root's, in a workspace) and rebuild:
 trt-build:     [profile.dev.build-override]
 trt-build:     opt-level = 3";

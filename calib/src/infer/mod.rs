@@ -9,7 +9,8 @@
 //! annotations were dropped (element types kept): symbolic analysis is never a precondition.
 //! Concrete plans are also about twice as fast as symbolic ones (measured on a 64-channel conv
 //! stack), and because the plan depends only on the signature, numerics never depend on call
-//! order. Plans are cached per signature, at most [`DEFAULT_CONCRETE_PLANS`] at a time (least
+//! order. Plans are cached per signature, at most [`DEFAULT_CONCRETE_PLANS`] at a time and no
+//! more than [`PLAN_WEIGHT_BUDGET`] bytes of weights between them (least
 //! recently used evicted), which bounds memory: optimised plans hold packed copies of weights.
 //!
 //! When tract cannot run a model even with concrete shapes, [`CpuModel`] moves it to
@@ -32,8 +33,12 @@ use crate::model::{ElemType, Model, TensorInfo};
 type Plan = Arc<TypedRunnableModel>;
 type PlanSlot = Arc<OnceLock<std::result::Result<Plan, String>>>;
 
-/// Concrete-shape plans kept at once (least recently used evicted).
+/// Concrete-shape plans kept at once (least recently used evicted), for small models.
 pub const DEFAULT_CONCRETE_PLANS: usize = 8;
+
+/// Bytes of weights the cached plans may hold together: each optimised plan keeps its own
+/// packed copy, so big models keep fewer plans (at least two).
+pub const PLAN_WEIGHT_BUDGET: usize = 256 << 20;
 
 /// Input shapes of one call, in input order.
 pub type ShapeSignature = Vec<Vec<usize>>;
@@ -113,16 +118,23 @@ impl CpuModel {
         let mut template = tract_onnx::onnx()
             .model_for_proto_model(&proto)
             .map_err(|e| Error::inference(ctx("loading into tract"), e))?;
+        let weights: usize = proto
+            .graph
+            .iter()
+            .flat_map(|g| &g.initializer)
+            .map(|t| t.raw_data.len() + 4 * t.float_data.len())
+            .sum();
         drop(proto);
         template
             .select_outputs_by_name(&outputs)
             .map_err(|e| Error::inference(ctx("selecting outputs"), e))?;
+        let limit = (PLAN_WEIGHT_BUDGET / weights.max(1)).clamp(2, DEFAULT_CONCRETE_PLANS);
         Ok(CpuModel {
             template: Mutex::new(Some(template)),
             proto: Mutex::new(Some(original.clone())),
             engine: OnceLock::new(),
             plans: Mutex::default(),
-            limit: DEFAULT_CONCRETE_PLANS,
+            limit,
             name,
             inputs,
             outputs,
