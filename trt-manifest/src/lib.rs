@@ -281,7 +281,8 @@ impl fmt::Display for Manifest {
             self.precision,
             self.flavor,
             self.tensorrt_version,
-            &self.engine_sha256[..self.engine_sha256.len().min(12)]
+            // By characters: a manifest from untrusted bytes may hold any text here.
+            self.engine_sha256.chars().take(12).collect::<String>()
         )?;
         for t in &self.interface.tensors {
             let dims: Vec<String> = t
@@ -353,6 +354,23 @@ impl fmt::Display for Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by `tests/tests/fuzz.rs`: the summary cut the hash by bytes, inside a character.
+    #[test]
+    fn display_never_cuts_a_character() {
+        let m = Manifest {
+            format_version: FORMAT_VERSION,
+            name: "m".into(),
+            interface: iface(),
+            engine_sha256: "ab\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}cd".into(),
+            cache_key: String::new(),
+            flavor: "tensorrt-rtx".into(),
+            tensorrt_version: 10701,
+            precision: "int8".into(),
+            calibration: None,
+        };
+        assert!(m.to_string().contains("ab\u{fffd}"));
+    }
 
     fn iface() -> Interface {
         Interface {
