@@ -414,7 +414,7 @@ impl<'m> Calibrator<'m> {
             ranges
         };
 
-        let mut amax: BTreeMap<String, f32> = tensors
+        let amax: BTreeMap<String, f32> = tensors
             .iter()
             .zip(&stats)
             .map(|(t, s)| (t.clone(), s.threshold(self.method)))
@@ -434,19 +434,7 @@ impl<'m> Calibrator<'m> {
         } else {
             BTreeMap::new()
         };
-        for group in &placement.shared {
-            let m = group
-                .iter()
-                .filter_map(|t| amax.get(t))
-                .fold(0f32, |a, &b| a.max(b));
-            for t in group {
-                amax.insert(t.clone(), m);
-            }
-        }
-        let scales = amax
-            .iter()
-            .map(|(t, &a)| (t.clone(), scale_for(a)))
-            .collect();
+        let (amax, scales) = shared_scales(&placement, amax);
         let warnings = coverage_warnings(
             &inputs,
             &self.profiles,
@@ -506,6 +494,28 @@ impl<'m> Calibrator<'m> {
         }
         Ok(stats)
     }
+}
+
+/// Thresholds with every group of tensors that must share a scale (Concat inputs) raised to
+/// the group's largest, and the scales they give.
+pub(crate) fn shared_scales(
+    placement: &Placement,
+    mut amax: BTreeMap<String, f32>,
+) -> (BTreeMap<String, f32>, BTreeMap<String, f32>) {
+    for group in &placement.shared {
+        let m = group
+            .iter()
+            .filter_map(|t| amax.get(t))
+            .fold(0f32, |a, &b| a.max(b));
+        for t in group {
+            amax.insert(t.clone(), m);
+        }
+    }
+    let scales = amax
+        .iter()
+        .map(|(t, &a)| (t.clone(), scale_for(a)))
+        .collect();
+    (amax, scales)
 }
 
 /// Feeds one tensor to the statistics, reading float32 data in place (no copy).

