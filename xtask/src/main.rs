@@ -453,10 +453,10 @@ fn test() -> Result {
     let slice = corpus(true)?;
     run(cargo()
         .current_dir(&root)
+        // `--workspace`: the feature set of step 4, so nothing is compiled again.
         .args([
             "test",
-            "--package",
-            "tests",
+            "--workspace",
             "--test",
             "corpus",
             "--",
