@@ -248,7 +248,7 @@ fn setup_onnxruntime() -> Result {
         .arg(&wheel)
         .arg(&member)
         .arg(&staging))?;
-    std::fs::create_dir_all(&staging.join("lib")).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(staging.join("lib")).map_err(|e| e.to_string())?;
     std::fs::rename(
         staging.join(&member),
         staging.join("lib").join(lib.file_name().expect("named")),
