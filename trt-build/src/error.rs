@@ -68,3 +68,9 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl From<trt_cache::Error> for Error {
+    fn from(e: trt_cache::Error) -> Self {
+        Self::new(Kind::Io, e.to_string())
+    }
+}

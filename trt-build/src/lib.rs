@@ -101,6 +101,7 @@
 //! prebuilt directory: copy `<cache>/<key>/` from a machine that built it. A missing key is an
 //! error that names the key and these steps.
 
+mod artifacts;
 mod cache;
 pub mod codegen;
 mod engine;
@@ -110,9 +111,11 @@ mod pipeline;
 
 use std::path::PathBuf;
 
+pub use cache::Origin;
 pub use calib::{HostTensor, Method, Profile, Sample, ShapeRange, Source};
 pub use error::Error;
 use error::Kind;
+pub use trt_cache::{Mode as RemoteCacheMode, RemoteConfig};
 use trt_manifest::Manifest;
 
 use crate::env::Cargo;
@@ -307,8 +310,10 @@ pub struct BuiltModel {
     pub name: String,
     /// The manifest.
     pub manifest: Manifest,
-    /// Whether the engine came from the cache or prebuilt directory.
+    /// Whether the engine came from a cache (local, remote or prebuilt) rather than a build.
     pub cache_hit: bool,
+    /// Where the engine came from.
+    pub origin: Origin,
     /// Cache entry directory.
     pub entry: PathBuf,
     /// `OUT_DIR/trt-build/<name>.engine`.
@@ -324,6 +329,7 @@ pub struct Builder {
     out_dir: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
     prebuilt_dir: Option<PathBuf>,
+    remote: Option<RemoteConfig>,
     cargo_metadata: bool,
     optimization_level: Option<i32>,
     workspace_limit: Option<usize>,
@@ -346,6 +352,7 @@ impl Builder {
             out_dir: None,
             cache_dir: None,
             prebuilt_dir: None,
+            remote: None,
             cargo_metadata: true,
             optimization_level: None,
             workspace_limit: None,
@@ -386,6 +393,24 @@ impl Builder {
     /// Read-only directory of prebuilt entries (default: `TRT_BUILD_PREBUILT_DIR`).
     pub fn prebuilt_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
         self.prebuilt_dir = Some(dir.into());
+        self
+    }
+
+    /// The team's remote cache (default: from `TRT_BUILD_REMOTE_CACHE` and the variables in
+    /// the crate docs' table): looked up after the local cache and before the prebuilt
+    /// directory; what is built here is uploaded in read-write mode.
+    ///
+    /// ```no_run
+    /// # let mut build = trt_build::Builder::new();
+    /// use trt_build::{RemoteCacheMode, RemoteConfig};
+    /// build.remote_cache(
+    ///     RemoteConfig::new("s3://engines/team?endpoint=http://127.0.0.1:9000")
+    ///         .mode(RemoteCacheMode::Read)
+    ///         .with_timeout(std::time::Duration::from_secs(5)),
+    /// );
+    /// ```
+    pub fn remote_cache(&mut self, config: RemoteConfig) -> &mut Self {
+        self.remote = Some(config);
         self
     }
 
@@ -465,6 +490,25 @@ impl Builder {
             .prebuilt_dir
             .clone()
             .or_else(|| cargo.env("TRT_BUILD_PREBUILT_DIR").map(PathBuf::from));
+        let remote_config = match &self.remote {
+            Some(c) => Some(c.clone()),
+            None => trt_cache::RemoteConfig::from_env(|v| {
+                cargo.env(v).map(|s| s.to_string_lossy().into_owned())
+            })
+            .map_err(|e| Error::new(Kind::Declaration, e.to_string()))?,
+        };
+        let remote = remote_config
+            .map(|c| {
+                trt_cache::Remote::open(c)
+                    .map(cache::RemoteTier::new)
+                    .map_err(|e| Error::new(Kind::Declaration, e.to_string()))
+            })
+            .transpose()?;
+        let tiers = cache::Tiers {
+            local: trt_cache::LocalCache::new(cache_dir),
+            remote: remote.as_ref(),
+            prebuilt: prebuilt.map(trt_cache::LocalCache::new),
+        };
         for var in ["TENSORRT_LIB_DIR", "TENSORRT_ROOT"] {
             cargo.env(var);
         }
@@ -498,16 +542,9 @@ impl Builder {
         let mut log = String::new();
         let mut built = Vec::new();
         for m in &self.models {
-            built.push(self.build_model(
-                m,
-                &cargo,
-                &out_dir,
-                &cache_dir,
-                prebuilt.as_deref(),
-                &mut log,
-            )?);
+            built.push(self.build_model(m, &cargo, &out_dir, &tiers, &mut log)?);
         }
-        cache::write_if_changed(&log_path, log.as_bytes())?;
+        artifacts::write_if_changed(&log_path, log.as_bytes())?;
         Ok(built)
     }
 }

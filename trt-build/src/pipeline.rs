@@ -9,7 +9,10 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 use trt_manifest::{CalibrationSummary, Manifest};
 
-use crate::cache::{self, ENGINE, MANIFEST, Miss, ONNX};
+use trt_cache::{ENGINE, MANIFEST, ONNX};
+
+use crate::artifacts::write_if_changed;
+use crate::cache::{Origin, Tiers};
 use crate::engine::{self, EngineOptions};
 use crate::env::Cargo;
 use crate::error::{Error, Kind};
@@ -29,8 +32,7 @@ impl Builder {
         m: &ModelConfig,
         cargo: &Cargo,
         out_dir: &Path,
-        cache_dir: &Path,
-        prebuilt: Option<&Path>,
+        tiers: &Tiers<'_>,
         log: &mut String,
     ) -> Result<BuiltModel, Error> {
         let start = Instant::now();
@@ -137,54 +139,40 @@ impl Builder {
         }
         let key = hex::encode(key.finalize());
 
-        let mut note = String::new();
-        let found = match cache::lookup(cache_dir, &key, true) {
-            Ok(e) => Some((e, "cache hit")),
-            Err(miss) => {
-                if let Miss::Corrupt(why) = miss {
-                    cargo.warning(&format!(
-                        "trt-build: {name}: cache entry {key} was corrupt and is rebuilt: {why}"
-                    ));
-                }
-                prebuilt
-                    .and_then(|p| cache::lookup(p, &key, false).ok())
-                    .map(|e| (e, "prebuilt"))
-            }
-        };
-        let (entry, hit) = match found {
-            Some((entry, how)) => {
-                note.push_str(how);
-                (entry, true)
-            }
+        let found = match tiers.lookup(name, &key, cargo, log)? {
+            Some(found) => found,
             None => {
-                note.push_str("cache miss");
                 let library = engine::library(self.tensorrt_lib_dir.as_deref()).map_err(|e| {
                     Error::new(
                         Kind::Missing,
                         format!(
-                            "model `{name}`: no engine with key {key} in the cache ({}){}, and TensorRT cannot build one: {e}\n\
-                             To build without TensorRT, build once on a machine that has it, then copy {}/{key}/ \
+                            "model `{name}`: no engine with key {key} in the cache ({}){}{}, and TensorRT cannot build one: {e}\n\
+                             To build without TensorRT, point TRT_BUILD_REMOTE_CACHE at a team cache that has it, \
+                             or build once on a machine that has TensorRT and copy {}/{key}/ \
                              into a directory named by TRT_BUILD_PREBUILT_DIR (or Builder::prebuilt_dir) here.",
-                            cache_dir.display(),
-                            prebuilt.map(|p| format!(" or the prebuilt directory ({})", p.display())).unwrap_or_default(),
-                            cache_dir.display(),
+                            tiers.local.root().display(),
+                            tiers.remote.map(|r| format!(", the remote cache {}", r.describe())).unwrap_or_default(),
+                            tiers.prebuilt.as_ref().map(|p| format!(" or the prebuilt directory ({})", p.root().display())).unwrap_or_default(),
+                            tiers.local.root().display(),
                         ),
                     )
                 })?;
-                let entry = self.build_entry(
+                let built = self.build_entry(
                     m,
                     &model,
                     &key,
                     &options,
                     calibrator_sources,
-                    cache_dir,
+                    tiers.local.root(),
                     &library,
                     cargo,
                     log,
                 )?;
-                (entry, false)
+                tiers.publish_and_store(name, built, cargo, log)?
             }
         };
+        let entry = &found.entry;
+        let note = &found.note;
 
         let manifest_bytes = entry.read(MANIFEST)?;
         let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
@@ -193,17 +181,17 @@ impl Builder {
         // Artifacts live in OUT_DIR/trt-build/ so they never collide with the build script's own files.
         let artifacts = out_dir.join("trt-build");
         let engine_path = artifacts.join(format!("{name}.engine"));
-        cache::write_if_changed(&engine_path, &engine_bytes)?;
+        write_if_changed(&engine_path, &engine_bytes)?;
         let onnx_path = if self.embed_onnx {
             let p = artifacts.join(format!("{name}.onnx"));
-            cache::write_if_changed(&p, &entry.read(ONNX)?)?;
+            write_if_changed(&p, &entry.read(ONNX)?)?;
             Some(p)
         } else {
             None
         };
         let code = codegen::generate(&manifest, &engine_path, onnx_path.as_deref())?;
         let code_path = out_dir.join(format!("{name}.rs"));
-        cache::write_if_changed(&code_path, code.as_bytes())?;
+        write_if_changed(&code_path, code.as_bytes())?;
 
         let metric = manifest
             .calibration
@@ -230,8 +218,9 @@ impl Builder {
         Ok(BuiltModel {
             name: name.to_string(),
             manifest,
-            cache_hit: hit,
-            entry: entry.dir.clone(),
+            cache_hit: found.origin != Origin::Built,
+            origin: found.origin.clone(),
+            entry: entry.dir().to_path_buf(),
             engine_path,
             code_path,
         })
@@ -264,7 +253,7 @@ impl Builder {
         library: &std::sync::Arc<tensorrt_sys::Library>,
         cargo: &Cargo,
         log: &mut String,
-    ) -> Result<cache::Entry, Error> {
+    ) -> Result<trt_cache::Entry, Error> {
         let name = m.name.as_str();
         let mut files: Vec<(&str, Vec<u8>)> = Vec::new();
         // `If` nodes decided by shapes the profiles fix are replaced by their branch (TensorRT
@@ -458,7 +447,7 @@ impl Builder {
             format_version: trt_manifest::FORMAT_VERSION,
             name: name.to_string(),
             interface: built.interface,
-            engine_sha256: cache::sha256(&built.engine),
+            engine_sha256: trt_cache::sha256(&built.engine),
             cache_key: key.to_string(),
             flavor: tensorrt_sys::header_flavor().as_str().to_string(),
             tensorrt_version: library.version(),
@@ -469,8 +458,8 @@ impl Builder {
         files.push((MANIFEST, manifest.to_json().into_bytes()));
         files.push((ONNX, onnx));
         files.push(("build.log", built.log.into_bytes()));
-        let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
-        cache::store(cache_dir, key, &refs)
+        trt_cache::Entry::new(key, files.into_iter().map(|(n, b)| (n.to_string(), b)))
+            .map_err(|e| Error::io(format!("model `{name}`: cache entry"), e))
     }
 }
 

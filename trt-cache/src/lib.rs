@@ -1,0 +1,27 @@
+//! Content-addressed TensorRT engine cache, shared by a team.
+//!
+//! An *entry* is the files of one engine build (engine, manifest, Q/DQ ONNX, calibration
+//! artifacts) under a *key*, the SHA-256 of everything that decides the engine; `entry.json`
+//! records the SHA-256 of every file, and every read verifies them.
+//!
+//! - [`LocalCache`]: a directory per key, written under a temporary name and renamed, safe
+//!   under concurrent builds.
+//! - [`Remote`]: the same entries on S3-compatible storage, WebDAV or Redis through Apache
+//!   OpenDAL, one tar object per key, published create-only and never replaced while valid;
+//!   time-outs on every operation and a remote that fails once is marked down, so a build
+//!   never fails or hangs because of the cache.
+//!
+//! `trt-build` looks up local → remote → prebuilt directory → build, and uploads what it
+//! built; `cargo xtask cache` lists, verifies and prunes either tier.
+
+mod entry;
+mod error;
+mod local;
+mod remote;
+
+pub use entry::{
+    ENGINE, Entry, EntryIndex, INDEX, MANIFEST, MAX_ENTRY_BYTES, ONNX, is_key, sha256,
+};
+pub use error::{Error, ErrorKind};
+pub use local::{EntryInfo, LocalCache, StoredEntry};
+pub use remote::{DEFAULT_TIMEOUT, ENV_VARS, Mode, Published, Remote, RemoteConfig, Transfer};

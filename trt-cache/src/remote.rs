@@ -1,0 +1,698 @@
+//! The remote tier: entries shared by a team on S3-compatible storage, WebDAV or Redis,
+//! through Apache OpenDAL. One entry is one object, `<key>.tar` (see [`Entry::to_archive`]),
+//! so a reader sees a whole entry or none; it is published with a create-only write where the
+//! backend has one (S3's `If-None-Match: *`), else after checking that the key is absent, and
+//! never replaced unless it fails verification. Every operation is bounded by a time-out, and
+//! after the first failure the remote is marked down for the rest of the process's builds, so
+//! a stopped server costs one warning.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use opendal::Operator;
+use opendal::layers::TimeoutLayer;
+
+use crate::entry::{self, Entry};
+use crate::error::{Error, ErrorKind};
+use crate::local::EntryInfo;
+
+/// Default time-out of one remote operation step (connect, request, each read or write).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Key prefix on a Redis server.
+const REDIS_ROOT: &str = "/trt-cache/";
+
+/// What a build may do with the remote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Fetch entries, never upload (developer machines).
+    Read,
+    /// Fetch entries and upload the ones built here (CI).
+    #[default]
+    ReadWrite,
+    /// Fetch entries; a key the remote does not have is an error, never a build (machines
+    /// without TensorRT).
+    Require,
+}
+
+impl FromStr for Mode {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Mode, Error> {
+        match s {
+            "read" | "read-only" => Ok(Mode::Read),
+            "read-write" => Ok(Mode::ReadWrite),
+            "require" => Ok(Mode::Require),
+            other => Err(Error::new(
+                ErrorKind::Config,
+                format!("remote cache mode `{other}` is not one of read, read-write, require"),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Read => "read",
+            Mode::ReadWrite => "read-write",
+            Mode::Require => "require",
+        })
+    }
+}
+
+/// Where the remote is and how to talk to it.
+///
+/// | URL | backend |
+/// |---|---|
+/// | `s3://bucket/prefix` (`?endpoint=http://host:port&region=r` for S3-compatible servers) | S3 |
+/// | `webdav+http://host:port/path`, `webdav+https://…` | WebDAV |
+/// | `redis://[user:password@]host:port[/db]`, `rediss://…` | Redis |
+#[derive(Clone, Default)]
+pub struct RemoteConfig {
+    url: String,
+    mode: Mode,
+    timeout: Option<Duration>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    session_token: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    token: Option<String>,
+}
+
+impl fmt::Debug for RemoteConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteConfig")
+            .field("url", &redact(&self.url))
+            .field("mode", &self.mode)
+            .field("timeout", &self.timeout())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The environment variables [`RemoteConfig::from_env`] reads, with their meaning.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    (
+        "TRT_BUILD_REMOTE_CACHE",
+        "remote cache URL (s3://, webdav+http(s)://, redis(s)://)",
+    ),
+    (
+        "TRT_BUILD_REMOTE_CACHE_MODE",
+        "read, read-write (default) or require",
+    ),
+    (
+        "TRT_BUILD_REMOTE_CACHE_TIMEOUT",
+        "seconds per remote operation step (default 10)",
+    ),
+    ("AWS_ACCESS_KEY_ID", "S3 access key"),
+    ("AWS_SECRET_ACCESS_KEY", "S3 secret key"),
+    ("AWS_SESSION_TOKEN", "S3 session token"),
+    (
+        "AWS_REGION",
+        "S3 region (also AWS_DEFAULT_REGION; default us-east-1)",
+    ),
+    (
+        "AWS_ENDPOINT_URL",
+        "S3-compatible endpoint (also AWS_ENDPOINT_URL_S3)",
+    ),
+    ("TRT_BUILD_WEBDAV_USERNAME", "WebDAV user"),
+    ("TRT_BUILD_WEBDAV_PASSWORD", "WebDAV password"),
+    ("TRT_BUILD_WEBDAV_TOKEN", "WebDAV bearer token"),
+    ("TRT_BUILD_REDIS_PASSWORD", "Redis password (or in the URL)"),
+];
+
+impl RemoteConfig {
+    /// A remote at `url`, read-write, default time-out.
+    pub fn new(url: impl Into<String>) -> Self {
+        RemoteConfig {
+            url: url.into(),
+            ..Default::default()
+        }
+    }
+
+    /// The configuration the environment gives ([`ENV_VARS`]), read through `var` (so a build
+    /// script can ask Cargo to watch each one); `Ok(None)` when `TRT_BUILD_REMOTE_CACHE` is
+    /// unset.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, Error> {
+        let Some(url) = var("TRT_BUILD_REMOTE_CACHE") else {
+            return Ok(None);
+        };
+        let mut c = RemoteConfig::new(url);
+        if let Some(mode) = var("TRT_BUILD_REMOTE_CACHE_MODE") {
+            c.mode = mode.parse().map_err(|e| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("TRT_BUILD_REMOTE_CACHE_MODE: {e}"),
+                )
+            })?;
+        }
+        if let Some(t) = var("TRT_BUILD_REMOTE_CACHE_TIMEOUT") {
+            let secs: f64 = t.parse().ok().filter(|s: &f64| s.is_finite() && *s > 0.0).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("TRT_BUILD_REMOTE_CACHE_TIMEOUT: `{t}` is not a positive number of seconds"),
+                )
+            })?;
+            c.timeout = Some(Duration::from_secs_f64(secs.min(86_400.0)));
+        }
+        c.access_key_id = var("AWS_ACCESS_KEY_ID");
+        c.secret_access_key = var("AWS_SECRET_ACCESS_KEY");
+        c.session_token = var("AWS_SESSION_TOKEN");
+        c.region = var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION"));
+        c.endpoint = var("AWS_ENDPOINT_URL_S3").or_else(|| var("AWS_ENDPOINT_URL"));
+        c.username = var("TRT_BUILD_WEBDAV_USERNAME");
+        c.password = var("TRT_BUILD_WEBDAV_PASSWORD").or_else(|| var("TRT_BUILD_REDIS_PASSWORD"));
+        c.token = var("TRT_BUILD_WEBDAV_TOKEN");
+        Ok(Some(c))
+    }
+
+    /// The URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The mode.
+    pub fn get_mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The time-out of one operation step.
+    pub fn timeout(&self) -> Duration {
+        self.timeout.unwrap_or(DEFAULT_TIMEOUT)
+    }
+
+    /// Sets the mode.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Sets the time-out of one operation step (connect, request, each read or write).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// S3 credentials (else the usual AWS variables, profiles and instance metadata).
+    pub fn s3_credentials(mut self, access_key_id: &str, secret_access_key: &str) -> Self {
+        self.access_key_id = Some(access_key_id.to_string());
+        self.secret_access_key = Some(secret_access_key.to_string());
+        self
+    }
+
+    /// S3 endpoint (an S3-compatible server) and region.
+    pub fn s3_endpoint(mut self, endpoint: &str, region: &str) -> Self {
+        self.endpoint = Some(endpoint.to_string());
+        self.region = Some(region.to_string());
+        self
+    }
+
+    /// User and password for WebDAV or Redis.
+    pub fn basic_auth(mut self, username: &str, password: &str) -> Self {
+        self.username = Some(username.to_string());
+        self.password = Some(password.to_string());
+        self
+    }
+
+    /// The URL without its password, for messages.
+    pub fn display_url(&self) -> String {
+        redact(&self.url)
+    }
+}
+
+fn redact(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => raw.to_string(),
+    }
+}
+
+fn config_error(config: &RemoteConfig, why: impl fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::Config,
+        format!("remote cache {}: {why}", config.display_url()),
+    )
+}
+
+fn query(u: &url::Url, name: &str) -> Option<String> {
+    u.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn nonempty(s: &str) -> Option<&str> {
+    Some(s).filter(|s| !s.is_empty())
+}
+
+/// Builds the OpenDAL operator for `config` (no network traffic).
+fn operator(config: &RemoteConfig) -> Result<(Operator, String), Error> {
+    let u = url::Url::parse(&config.url)
+        .map_err(|e| config_error(config, format!("not a URL ({e})")))?;
+    let path = u.path().trim_matches('/').to_string();
+    let host = || {
+        u.host_str()
+            .ok_or_else(|| config_error(config, "the URL names no host"))
+    };
+    let authority = || -> Result<String, Error> {
+        Ok(match u.port() {
+            Some(p) => format!("{}:{p}", host()?),
+            None => host()?.to_string(),
+        })
+    };
+    let built = match u.scheme() {
+        "s3" => {
+            let mut b = opendal::services::S3::default()
+                .bucket(host()?)
+                .root(&format!("/{path}"));
+            let endpoint = query(&u, "endpoint").or_else(|| config.endpoint.clone());
+            if let Some(ep) = &endpoint {
+                b = b.endpoint(ep);
+            }
+            let region = query(&u, "region")
+                .or_else(|| config.region.clone())
+                .unwrap_or_else(|| "us-east-1".to_string());
+            b = b.region(&region);
+            if let Some(k) = &config.access_key_id {
+                b = b.access_key_id(k);
+            }
+            if let Some(s) = &config.secret_access_key {
+                b = b.secret_access_key(s);
+            }
+            if let Some(t) = &config.session_token {
+                b = b.session_token(t);
+            }
+            Operator::new(b).map(|op| (op, "s3".to_string()))
+        }
+        "webdav+http" | "webdav+https" => {
+            let scheme = &u.scheme()["webdav+".len()..];
+            let mut b = opendal::services::Webdav::default()
+                .endpoint(&format!("{scheme}://{}", authority()?))
+                .root(&format!("/{path}"));
+            let user = nonempty(u.username())
+                .map(str::to_string)
+                .or(config.username.clone());
+            let password = u.password().map(str::to_string).or(config.password.clone());
+            if let Some(user) = &user {
+                b = b.username(user);
+            }
+            if let Some(p) = &password {
+                b = b.password(p);
+            }
+            if let Some(t) = &config.token {
+                b = b.token(t);
+            }
+            Operator::new(b).map(|op| (op, "webdav".to_string()))
+        }
+        "redis" | "rediss" => {
+            let db: i64 = if path.is_empty() {
+                0
+            } else {
+                path.parse().map_err(|_| {
+                    config_error(config, format!("`{path}` is not a Redis database number"))
+                })?
+            };
+            let mut b = opendal::services::Redis::default()
+                .endpoint(&format!("{}://{}", u.scheme(), authority()?))
+                .db(db)
+                .root(REDIS_ROOT);
+            if let Some(user) = nonempty(u.username()) {
+                b = b.username(user);
+            }
+            if let Some(p) = u.password().map(str::to_string).or(config.password.clone()) {
+                b = b.password(&p);
+            }
+            Operator::new(b).map(|op| (op, "redis".to_string()))
+        }
+        other => {
+            return Err(config_error(
+                config,
+                format!(
+                    "scheme `{other}` is not supported (s3, webdav+http, webdav+https, redis, rediss)"
+                ),
+            ));
+        }
+    };
+    let (op, backend) = built.map_err(|e| config_error(config, &e).with_source(e))?;
+    let t = config.timeout();
+    Ok((
+        op.layer(TimeoutLayer::new().with_timeout(t).with_io_timeout(t)),
+        backend,
+    ))
+}
+
+/// How much moved and how long it took.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Transfer {
+    /// Bytes of the archive.
+    pub bytes: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl fmt::Display for Transfer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:.1} KiB in {:.2} s",
+            self.bytes as f64 / 1024.0,
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// What [`Remote::publish`] did.
+#[derive(Debug)]
+pub enum Published {
+    /// Our entry is now the remote's.
+    Uploaded(Transfer),
+    /// Another machine published this key first: its entry (verified) is the one to use, so
+    /// that every machine embeds the same bytes.
+    Existing(Box<Entry>, Transfer),
+    /// The mode does not write.
+    ReadOnly,
+}
+
+/// A remote cache, ready to use. Operations block the calling thread (on an internal
+/// single-thread runtime).
+#[derive(Debug)]
+pub struct Remote {
+    config: RemoteConfig,
+    backend: String,
+    op: Operator,
+    runtime: tokio::runtime::Runtime,
+    down: Mutex<Option<String>>,
+}
+
+fn classify(e: &opendal::Error) -> ErrorKind {
+    match e.kind() {
+        opendal::ErrorKind::PermissionDenied => ErrorKind::Denied,
+        opendal::ErrorKind::ConfigInvalid => ErrorKind::Config,
+        opendal::ErrorKind::Unsupported => ErrorKind::Unsupported,
+        _ => ErrorKind::Unavailable,
+    }
+}
+
+impl Remote {
+    /// Checks the configuration and prepares the client (no network traffic yet).
+    pub fn open(config: RemoteConfig) -> Result<Remote, Error> {
+        // The HTTP client for S3 and WebDAV (first installation wins; idempotent).
+        opendal::install_default();
+        let (op, backend) = operator(&config)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("starting the remote cache's I/O runtime", e))?;
+        Ok(Remote {
+            config,
+            backend,
+            op,
+            runtime,
+            down: Mutex::new(None),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RemoteConfig {
+        &self.config
+    }
+
+    /// `s3`, `webdav` or `redis`.
+    pub fn backend(&self) -> &str {
+        &self.backend
+    }
+
+    /// Why the remote was marked down, if it was.
+    pub fn down(&self) -> Option<String> {
+        self.down.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn object(key: &str) -> String {
+        format!("{key}.tar")
+    }
+
+    /// Runs one operation; a failure (other than not-found / condition) marks the remote down.
+    fn call<T>(
+        &self,
+        what: &str,
+        key: Option<&str>,
+        fut: impl IntoFuture<Output = opendal::Result<T>>,
+    ) -> Result<T, Error> {
+        if let Some(why) = self.down() {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!("remote cache {} is down ({why})", self.config.display_url()),
+            ));
+        }
+        self.runtime.block_on(fut.into_future()).map_err(|e| {
+            let kind = classify(&e);
+            let message = format!(
+                "remote cache {} ({}): {what}{} failed: {e}",
+                self.config.display_url(),
+                self.backend,
+                key.map(|k| format!(" of entry {k}")).unwrap_or_default(),
+            );
+            if !matches!(
+                e.kind(),
+                opendal::ErrorKind::NotFound | opendal::ErrorKind::ConditionNotMatch
+            ) {
+                *self.down.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{what}: {e}"));
+            }
+            Error::new(kind, message).with_source(e)
+        })
+    }
+
+    fn is(e: &Error, kind: opendal::ErrorKind) -> bool {
+        std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<opendal::Error>())
+            .is_some_and(|o| o.kind() == kind)
+    }
+
+    /// Fetches and verifies entry `key`. `Ok(None)`: the remote does not have it. A corrupt
+    /// object is an error of kind [`ErrorKind::Corrupt`].
+    pub fn fetch(&self, key: &str) -> Result<Option<(Entry, Transfer)>, Error> {
+        entry::check_key(key)?;
+        let start = Instant::now();
+        let path = Self::object(key);
+        let bytes = match self.call("download", Some(key), self.op.read(&path)) {
+            Ok(b) => b.to_vec(),
+            Err(e) if Self::is(&e, opendal::ErrorKind::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let transfer = Transfer {
+            bytes: bytes.len() as u64,
+            elapsed: start.elapsed(),
+        };
+        let entry = Entry::from_archive(key, &bytes).map_err(|e| {
+            Error::new(
+                ErrorKind::Corrupt,
+                format!("remote cache {}: {e}", self.config.display_url()),
+            )
+        })?;
+        Ok(Some((entry, transfer)))
+    }
+
+    /// Publishes `entry` unless the mode is read-only. The object appears whole or not at
+    /// all; an existing valid entry is never replaced (the caller gets it instead), a corrupt
+    /// one is.
+    pub fn publish(&self, entry: &Entry) -> Result<Published, Error> {
+        if self.config.mode != Mode::ReadWrite {
+            return Ok(Published::ReadOnly);
+        }
+        let key = entry.key();
+        let path = Self::object(key);
+        let archive = entry.to_archive();
+        let start = Instant::now();
+        let conditional = self.op.info().capability().write_with_if_not_exists;
+        for attempt in 0..2 {
+            let written = if conditional {
+                self.call(
+                    "upload",
+                    Some(key),
+                    self.op
+                        .write_with(&path, archive.clone())
+                        .if_not_exists(true),
+                )
+            } else {
+                match self.call("look-up", Some(key), self.op.stat(&path)) {
+                    Ok(_) => Err(Error::new(ErrorKind::Unavailable, "exists")),
+                    Err(e) if Self::is(&e, opendal::ErrorKind::NotFound) => {
+                        self.call("upload", Some(key), self.op.write(&path, archive.clone()))
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            match written {
+                Ok(_) => {
+                    return Ok(Published::Uploaded(Transfer {
+                        bytes: archive.len() as u64,
+                        elapsed: start.elapsed(),
+                    }));
+                }
+                Err(e) if conditional && !Self::is(&e, opendal::ErrorKind::ConditionNotMatch) => {
+                    return Err(e);
+                }
+                Err(_) => {}
+            }
+            // Another machine published first: use its entry, unless it is corrupt.
+            match self.fetch(key) {
+                Ok(Some((winner, transfer))) => {
+                    return Ok(Published::Existing(Box::new(winner), transfer));
+                }
+                Ok(None) => {}
+                Err(e) if e.kind() == ErrorKind::Corrupt && attempt == 0 => {
+                    self.remove(key)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Unavailable,
+            format!(
+                "remote cache {}: entry {key} could not be published (it kept changing)",
+                self.config.display_url()
+            ),
+        ))
+    }
+
+    /// Removes entry `key`.
+    pub fn remove(&self, key: &str) -> Result<(), Error> {
+        entry::check_key(key)?;
+        self.call("delete", Some(key), self.op.delete(&Self::object(key)))
+    }
+
+    /// Every entry on the remote (oldest first, where the backend tells the time).
+    pub fn list(&self) -> Result<Vec<EntryInfo>, Error> {
+        if !self.op.info().capability().list {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "remote cache {}: the {} backend cannot list its keys; give keys explicitly or let the server expire them (e.g. Redis maxmemory-policy allkeys-lru)",
+                    self.config.display_url(),
+                    self.backend
+                ),
+            ));
+        }
+        let items = self.call("listing", None, self.op.list("/"))?;
+        let mut out = Vec::new();
+        for item in items {
+            let Some(key) = item.name().strip_suffix(".tar") else {
+                continue;
+            };
+            if !entry::is_key(key) {
+                continue;
+            }
+            let mut meta = item.metadata().clone();
+            if meta.last_modified().is_none() {
+                meta = self.call("look-up", Some(key), self.op.stat(item.path()))?;
+            }
+            out.push(EntryInfo {
+                key: key.to_string(),
+                size: meta.content_length(),
+                modified: meta.last_modified().map(SystemTime::from),
+            });
+        }
+        out.sort_by_key(|e| (e.modified, e.key.clone()));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_parsed_and_bad_ones_are_named() {
+        for ok in [
+            "s3://bucket/some/prefix?endpoint=http://127.0.0.1:9000&region=eu-west-1",
+            "s3://bucket",
+            "webdav+http://127.0.0.1:8080/cache",
+            "webdav+https://user:pw@example.com/cache",
+            "redis://127.0.0.1:6379/2",
+            "redis://:secret@127.0.0.1",
+        ] {
+            Remote::open(RemoteConfig::new(ok)).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for (bad, why) in [
+            ("ftp://host/x", "scheme `ftp` is not supported"),
+            ("not a url", "not a URL"),
+            ("redis://127.0.0.1/zero", "not a Redis database number"),
+        ] {
+            let e = Remote::open(RemoteConfig::new(bad)).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config);
+            assert!(e.to_string().contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        let c = RemoteConfig::new("redis://user:hunter2@127.0.0.1:1/0");
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(!c.display_url().contains("hunter2"));
+    }
+
+    #[test]
+    fn the_environment_is_read_and_checked() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert!(RemoteConfig::from_env(env(&[])).unwrap().is_none());
+        let c = RemoteConfig::from_env(env(&[
+            ("TRT_BUILD_REMOTE_CACHE", "s3://b/p"),
+            ("TRT_BUILD_REMOTE_CACHE_MODE", "require"),
+            ("TRT_BUILD_REMOTE_CACHE_TIMEOUT", "2.5"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.get_mode(), Mode::Require);
+        assert_eq!(c.timeout(), Duration::from_millis(2500));
+        let e = RemoteConfig::from_env(env(&[
+            ("TRT_BUILD_REMOTE_CACHE", "s3://b/p"),
+            ("TRT_BUILD_REMOTE_CACHE_MODE", "write"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains("TRT_BUILD_REMOTE_CACHE_MODE"), "{e}");
+        let e = RemoteConfig::from_env(env(&[
+            ("TRT_BUILD_REMOTE_CACHE", "s3://b/p"),
+            ("TRT_BUILD_REMOTE_CACHE_TIMEOUT", "-1"),
+        ]))
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("TRT_BUILD_REMOTE_CACHE_TIMEOUT"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_unreachable_remote_fails_once_then_is_down() {
+        // A port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let r = Remote::open(
+            RemoteConfig::new(format!("webdav+http://127.0.0.1:{port}/c"))
+                .with_timeout(Duration::from_secs(2)),
+        )
+        .unwrap();
+        let key: String = std::iter::repeat_n('c', 64).collect();
+        let e = r.fetch(&key).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+        assert!(r.down().is_some());
+        let e = r.fetch(&key).unwrap_err();
+        assert!(e.to_string().contains("is down"), "{e}");
+    }
+}
