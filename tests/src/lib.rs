@@ -6,7 +6,9 @@
 use std::sync::OnceLock;
 
 use calib::synth::{seed_decoder, seed_profile, seed_samples};
-use trt_build::{Builder, Int8};
+use std::path::{Path, PathBuf};
+
+use trt_build::{Builder, Int8, Profile};
 
 /// A built seed-decoder engine with two profiles (batch 1..=4 and 5..=8).
 #[derive(Debug)]
@@ -53,4 +55,58 @@ pub fn seed_engine() -> &'static SeedEngine {
             _dir: dir,
         }
     })
+}
+
+/// The seed-like decoder of `calib::synth` (inputs `y_hat: [N,8,h,w]`, `q: [N,8,1,1]`,
+/// `dummy_input: [N,3,H,W]`) in a temporary directory with six calibration samples as
+/// `calibration/<sample>/<input>.npy`.
+#[derive(Debug)]
+pub struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    /// Writes the model and the samples.
+    pub fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        seed_decoder(3)
+            .save(dir.path().join("seed.onnx"), calib::WeightStorage::Inline)
+            .unwrap();
+        let shapes = [
+            (1, 4, 4),
+            (2, 6, 6),
+            (3, 8, 8),
+            (1, 8, 4),
+            (2, 4, 8),
+            (3, 6, 4),
+        ];
+        for (i, s) in seed_samples(5, &shapes, 1).iter().enumerate() {
+            s.save_npy_dir(&dir.path().join("calibration").join(format!("s{i}")))
+                .unwrap();
+        }
+        Fixture { dir }
+    }
+
+    /// A path inside the fixture's directory.
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// The profile the samples fit.
+    pub fn profile() -> Profile {
+        seed_profile([1, 2, 3], [4, 6, 8], 1)
+    }
+
+    /// A builder declaring the seed model with its out dir `out` and cache dir `cache`.
+    pub fn builder(&self, out: &Path, cache: &Path) -> Builder {
+        let mut b = Builder::new();
+        b.cargo_metadata(false)
+            .out_dir(out)
+            .cache_dir(cache)
+            .optimization_level(0);
+        b.model("seed", self.path("seed.onnx"))
+            .profile(Self::profile())
+            .int8(Int8::from_path(self.path("calibration")).method(trt_build::Method::Entropy));
+        b
+    }
 }

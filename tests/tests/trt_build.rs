@@ -5,57 +5,11 @@
 //! calibration samples as `<sample>/<input>.npy`. Every test uses its own out and cache
 //! directories (like cc's and prost's tempdir tests).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use calib::synth::{seed_decoder, seed_profile, seed_samples};
-use trt_build::{Builder, Int8, Method, Profile, ShapeRange};
-
-struct Fixture {
-    dir: tempfile::TempDir,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        seed_decoder(3)
-            .save(dir.path().join("seed.onnx"), calib::WeightStorage::Inline)
-            .unwrap();
-        let shapes = [
-            (1, 4, 4),
-            (2, 6, 6),
-            (3, 8, 8),
-            (1, 8, 4),
-            (2, 4, 8),
-            (3, 6, 4),
-        ];
-        for (i, s) in seed_samples(5, &shapes, 1).iter().enumerate() {
-            s.save_npy_dir(&dir.path().join("calibration").join(format!("s{i}")))
-                .unwrap();
-        }
-        Fixture { dir }
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-
-    fn profile() -> Profile {
-        seed_profile([1, 2, 3], [4, 6, 8], 1)
-    }
-
-    /// A builder declaring the seed model with its out dir `out` and cache dir `cache`.
-    fn builder(&self, out: &Path, cache: &Path) -> Builder {
-        let mut b = Builder::new();
-        b.cargo_metadata(false)
-            .out_dir(out)
-            .cache_dir(cache)
-            .optimization_level(0);
-        b.model("seed", self.path("seed.onnx"))
-            .profile(Self::profile())
-            .int8(Int8::from_path(self.path("calibration")).method(Method::Entropy));
-        b
-    }
-}
+use calib::synth::seed_samples;
+use tests::Fixture;
+use trt_build::{Builder, Int8, Profile, ShapeRange};
 
 fn log(out: &Path) -> String {
     std::fs::read_to_string(out.join("trt-build.log")).unwrap()

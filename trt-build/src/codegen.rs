@@ -85,16 +85,60 @@ fn shape_doc(t: &TensorSpec) -> String {
     format!(" `{}`: {} `[{}]`", t.name, t.dtype, dims.join(", "))
 }
 
-/// Generates the module source for one model (what `Builder` writes to `OUT_DIR/<name>.rs`).
+/// Where generated code finds a file it embeds.
+#[derive(Debug, Clone, Copy)]
+pub enum FileRef<'a> {
+    /// An absolute path (outputs written outside a build script's `OUT_DIR`).
+    Absolute(&'a Path),
+    /// A path relative to the including crate's `OUT_DIR`: the code then reads
+    /// `include_bytes!(concat!(env!("OUT_DIR"), "/<path>"))` and is the same on every machine,
+    /// whatever its target directory.
+    InOutDir(&'a str),
+}
+
+impl FileRef<'_> {
+    fn include(self) -> TokenStream {
+        match self {
+            FileRef::Absolute(p) => {
+                let p = p.to_string_lossy().into_owned();
+                quote!(include_bytes!(#p))
+            }
+            FileRef::InOutDir(rel) => {
+                let rel = format!("/{rel}");
+                quote!(include_bytes!(concat!(env!("OUT_DIR"), #rel)))
+            }
+        }
+    }
+}
+
+/// Generates the module source for one model (what `Builder` writes to `OUT_DIR/<name>.rs`),
+/// embedding the files at absolute paths.
+///
+/// # Errors
+///
+/// As [`generate_with`].
+pub fn generate(
+    manifest: &Manifest,
+    engine_path: &Path,
+    onnx_path: Option<&Path>,
+) -> Result<String, Error> {
+    generate_with(
+        manifest,
+        FileRef::Absolute(engine_path),
+        onnx_path.map(FileRef::Absolute),
+    )
+}
+
+/// Generates the module source for one model, embedding `engine` and `onnx`.
 ///
 /// # Errors
 ///
 /// A declaration error when two tensor names become the same Rust field or a tensor has an
 /// element type the typed bindings do not support.
-pub fn generate(
+pub fn generate_with(
     manifest: &Manifest,
-    engine_path: &Path,
-    onnx_path: Option<&Path>,
+    engine: FileRef<'_>,
+    onnx: Option<FileRef<'_>>,
 ) -> Result<String, Error> {
     let model = manifest.name.as_str();
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
@@ -140,11 +184,11 @@ pub fn generate(
     }
 
     let module = Ident::new(model, Span::call_site());
-    let engine = engine_path.to_string_lossy().into_owned();
-    let onnx = match onnx_path {
-        Some(p) => {
-            let p = p.to_string_lossy().into_owned();
-            quote!(::core::option::Option::Some(include_bytes!(#p)))
+    let engine = engine.include();
+    let onnx = match onnx {
+        Some(f) => {
+            let include = f.include();
+            quote!(::core::option::Option::Some(#include))
         }
         None => quote!(::core::option::Option::None),
     };
@@ -166,7 +210,7 @@ pub fn generate(
             use ::trt_runtime::codegen as __trt;
 
             /// The serialized TensorRT engine.
-            pub static ENGINE: &[u8] = include_bytes!(#engine);
+            pub static ENGINE: &[u8] = #engine;
             /// The ONNX the engine was built from (Q/DQ for INT8), for the CPU backend.
             pub static ONNX: ::core::option::Option<&[u8]> = #onnx;
             /// The manifest written at build time (JSON).

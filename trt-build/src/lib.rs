@@ -542,7 +542,14 @@ impl Builder {
         let mut log = String::new();
         let mut built = Vec::new();
         for m in &self.models {
-            built.push(self.build_model(m, &cargo, &out_dir, &tiers, &mut log)?);
+            built.push(self.build_model(
+                m,
+                &cargo,
+                &out_dir,
+                self.out_dir.is_none(),
+                &tiers,
+                &mut log,
+            )?);
         }
         artifacts::write_if_changed(&log_path, log.as_bytes())?;
         Ok(built)

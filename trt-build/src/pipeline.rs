@@ -32,6 +32,7 @@ impl Builder {
         m: &ModelConfig,
         cargo: &Cargo,
         out_dir: &Path,
+        out_dir_is_cargo: bool,
         tiers: &Tiers<'_>,
         log: &mut String,
     ) -> Result<BuiltModel, Error> {
@@ -189,7 +190,23 @@ impl Builder {
         } else {
             None
         };
-        let code = codegen::generate(&manifest, &engine_path, onnx_path.as_deref())?;
+        // Inside a build script the code names its files relative to OUT_DIR, so the same
+        // entry generates the same code on every machine.
+        let (engine_rel, onnx_rel) = (
+            format!("trt-build/{name}.engine"),
+            format!("trt-build/{name}.onnx"),
+        );
+        let code = if out_dir_is_cargo {
+            codegen::generate_with(
+                &manifest,
+                codegen::FileRef::InOutDir(&engine_rel),
+                onnx_path
+                    .as_ref()
+                    .map(|_| codegen::FileRef::InOutDir(&onnx_rel)),
+            )?
+        } else {
+            codegen::generate(&manifest, &engine_path, onnx_path.as_deref())?
+        };
         let code_path = out_dir.join(format!("{name}.rs"));
         write_if_changed(&code_path, code.as_bytes())?;
 
