@@ -65,6 +65,12 @@ pub struct Fixture {
     dir: tempfile::TempDir,
 }
 
+impl Default for Fixture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Fixture {
     /// Writes the model and the samples.
     pub fn new() -> Fixture {

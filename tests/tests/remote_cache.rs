@@ -93,7 +93,11 @@ fn a_second_machine_gets_the_first_machines_engine_from_each_backend() {
         assert!(!log(&out_b).contains("calibration ("), "B never calibrates");
         assert!(!log(&out_b).contains("engine built"), "B never builds");
         // The one-line summaries say where each engine came from, with size and time.
-        assert!(log(&out_a).contains("built and uploaded ("), "{}", log(&out_a));
+        assert!(
+            log(&out_a).contains("built and uploaded ("),
+            "{}",
+            log(&out_a)
+        );
         assert!(log(&out_b).contains("remote hit ("), "{}", log(&out_b));
         assert!(log(&out_b).contains(" KiB in "), "{}", log(&out_b));
         assert_eq!(

@@ -17,6 +17,7 @@
 mod entry;
 mod error;
 mod local;
+pub mod prune;
 mod remote;
 
 pub use entry::{
@@ -24,4 +25,5 @@ pub use entry::{
 };
 pub use error::{Error, ErrorKind};
 pub use local::{EntryInfo, LocalCache, StoredEntry};
+pub use prune::PrunePolicy;
 pub use remote::{DEFAULT_TIMEOUT, ENV_VARS, Mode, Published, Remote, RemoteConfig, Transfer};

@@ -11,7 +11,10 @@
 //! - `fuzz [--minutes N]`: the structure-aware fuzz targets of `tests/tests/fuzz.rs`, each for
 //!   N minutes (default 10) with a fresh seed; crashes are saved under `target/fuzz-crashes/`.
 //! - `example`: setup, then runs the example application (the README's main command).
-//! - `test`: setup, the bindings staleness check, the TensorRT 11.4 compile check, `cargo
+//! - `setup-servers`: the storage servers of the remote-cache tests (see `servers.rs`).
+//! - `cache <list|verify|prune>`: inspects and trims a local or remote engine cache (see
+//!   `cache.rs`).
+//! - `test`: setup, setup-servers, the bindings staleness check, the TensorRT 11.4 compile check, `cargo
 //!   check` over the feature matrix, then `cargo test --workspace` (the README's test command,
 //!   run by `.ci/run`).
 //! - `bench corpus [MODEL ...]`: every real corpus model, ours against onnxruntime's
@@ -24,6 +27,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+
+mod cache;
+mod servers;
 
 #[cfg(feature = "bindgen")]
 #[path = "../../tensorrt-sys/build/bindgen_config.rs"]
@@ -65,11 +71,13 @@ fn main() -> ExitCode {
         Some("setup") => setup().map(|_| ()),
         Some("example") => setup().and_then(|_| example(&args[1..])),
         Some("test") => setup().and_then(|_| test()),
+        Some("setup-servers") => servers::setup_servers().map(|_| ()),
+        Some("cache") => cache::cache(&args[1..]),
         Some("corpus") => corpus(args.iter().any(|a| a == "--ci")).map(|_| ()),
         Some("fuzz") => fuzz(&args[1..]),
         Some("bindgen") => bindgen(args.iter().any(|a| a == "--check")),
         Some("bench") => bench(&args[1..]),
-        _ => Err("usage: cargo xtask <setup|example|test|corpus [--ci]|fuzz [--minutes N]|bench [corpus [MODEL...] | CHANNELS DEPTH SIZE SAMPLES]|bindgen [--check]>".into()),
+        _ => Err("usage: cargo xtask <setup|setup-servers|example|test|cache <list|verify|prune> …|corpus [--ci]|fuzz [--minutes N]|bench [corpus [MODEL...] | CHANNELS DEPTH SIZE SAMPLES]|bindgen [--check]>".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -445,8 +453,14 @@ fn test() -> Result {
         "--tests",
     ]))?;
 
-    // 4. The whole suite, against TensorRT-RTX 1.7.
-    run(cargo().current_dir(&root).args(["test", "--workspace"]))?;
+    // 4. The whole suite, against TensorRT-RTX 1.7, with the storage servers of the
+    //    remote-cache tests required (a missing one fails instead of skipping).
+    let s3s_fs = servers::setup_servers()?;
+    run(cargo()
+        .current_dir(&root)
+        .args(["test", "--workspace"])
+        .env("TRT_TEST_REQUIRE_SERVERS", "1")
+        .env("TRT_TEST_S3S_FS", &s3s_fs))?;
 
     // 5. The CI slice of the real-model corpus: calibration with every method and an INT8
     //    engine build per model (ignored in a plain `cargo test`, which has no corpus).
