@@ -33,6 +33,21 @@ pub fn skip(test: &str, reason: &str) {
     eprintln!("SKIPPED {test}: {reason} (run `cargo xtask setup-servers`, or `cargo xtask test`)");
 }
 
+/// Starts a server (`$start`: a `Result<Server, String>`), or prints why the test `$test` is
+/// skipped and returns from it (a failure under `TRT_TEST_REQUIRE_SERVERS=1`).
+#[macro_export]
+macro_rules! server_or_skip {
+    ($test:literal, $start:expr) => {
+        match $start {
+            Ok(s) => s,
+            Err(reason) => {
+                $crate::servers::skip($test, &reason);
+                return;
+            }
+        }
+    };
+}
+
 /// A running server.
 #[derive(Debug)]
 pub struct Server {
@@ -183,6 +198,11 @@ impl Server {
         let mut c = Command::new(bin);
         c.arg("-c").arg(&conf_path).arg("-p").arg(root);
         Server::start(c, port, dir, data)
+    }
+
+    /// The remote-cache URL of an S3 server started by [`Server::s3`], under `prefix`.
+    pub fn s3_url(&self, prefix: &str) -> String {
+        format!("s3://{S3_BUCKET}/{prefix}?endpoint=http://{}", self.addr)
     }
 
     /// Stops the server (the port then refuses connections).

@@ -5,30 +5,15 @@
 use std::path::Path;
 use std::time::Duration;
 
-use test_support::servers::{self, S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, Server};
+use test_support::server_or_skip;
+use test_support::servers::{S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, Server};
 use tests::Fixture;
 use trt_build::{Origin, RemoteCacheMode, RemoteConfig};
 
-/// Starts a server, or says why the test is skipped.
-macro_rules! server {
-    ($test:literal, $start:expr) => {
-        match $start {
-            Ok(s) => s,
-            Err(reason) => {
-                servers::skip($test, &reason);
-                return;
-            }
-        }
-    };
-}
-
 fn s3(server: &Server) -> RemoteConfig {
-    RemoteConfig::new(format!(
-        "s3://{S3_BUCKET}/team?endpoint=http://{}",
-        server.addr
-    ))
-    .s3_credentials(S3_ACCESS_KEY, S3_SECRET_KEY)
-    .with_timeout(Duration::from_secs(5))
+    RemoteConfig::new(server.s3_url("team"))
+        .s3_credentials(S3_ACCESS_KEY, S3_SECRET_KEY)
+        .with_timeout(Duration::from_secs(5))
 }
 
 fn log(out: &Path) -> String {
@@ -46,15 +31,15 @@ fn embedded(out: &Path, code: &Path, engine: &Path) -> (String, Vec<u8>) {
 
 #[test]
 fn a_second_machine_gets_the_first_machines_engine_from_each_backend() {
-    let s3_server = server!(
+    let s3_server = server_or_skip!(
         "a_second_machine_gets_the_first_machines_engine_from_each_backend",
         Server::s3()
     );
-    let dav = server!(
+    let dav = server_or_skip!(
         "a_second_machine_gets_the_first_machines_engine_from_each_backend",
         Server::webdav()
     );
-    let redis = server!(
+    let redis = server_or_skip!(
         "a_second_machine_gets_the_first_machines_engine_from_each_backend",
         Server::redis(None)
     );
@@ -115,7 +100,7 @@ fn a_second_machine_gets_the_first_machines_engine_from_each_backend() {
 
 #[test]
 fn concurrent_builders_of_one_key_both_succeed_and_later_machines_agree() {
-    let s = server!(
+    let s = server_or_skip!(
         "concurrent_builders_of_one_key_both_succeed_and_later_machines_agree",
         Server::s3()
     );
@@ -161,7 +146,7 @@ fn concurrent_builders_of_one_key_both_succeed_and_later_machines_agree() {
 
 #[test]
 fn a_corrupt_remote_entry_is_rebuilt_and_replaced() {
-    let s = server!(
+    let s = server_or_skip!(
         "a_corrupt_remote_entry_is_rebuilt_and_replaced",
         Server::s3()
     );
@@ -207,7 +192,7 @@ fn a_corrupt_remote_entry_is_rebuilt_and_replaced() {
 
 #[test]
 fn a_server_stopped_mid_build_costs_one_warning() {
-    let mut s = server!("a_server_stopped_mid_build_costs_one_warning", Server::s3());
+    let mut s = server_or_skip!("a_server_stopped_mid_build_costs_one_warning", Server::s3());
     let f = Fixture::new();
     let out = f.path("out");
     let mut b = f.builder(&out, &f.path("cache"));
@@ -236,7 +221,7 @@ fn a_server_stopped_mid_build_costs_one_warning() {
 
 #[test]
 fn wrong_credentials_warn_and_require_mode_names_what_failed() {
-    let s = server!(
+    let s = server_or_skip!(
         "wrong_credentials_warn_and_require_mode_names_what_failed",
         Server::s3()
     );
@@ -280,7 +265,7 @@ fn wrong_credentials_warn_and_require_mode_names_what_failed() {
 
 #[test]
 fn read_only_mode_fetches_but_never_writes() {
-    let s = server!("read_only_mode_fetches_but_never_writes", Server::s3());
+    let s = server_or_skip!("read_only_mode_fetches_but_never_writes", Server::s3());
     let f = Fixture::new();
     let out = f.path("out");
     let built = f

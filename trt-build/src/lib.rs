@@ -54,8 +54,9 @@
 //!    profiles, a missing or empty calibration source.
 //! 2. Computes the cache key: SHA-256 of the ONNX (with external data), the calibration
 //!    data, every option that changes the engine, and the TensorRT flavor and version.
-//! 3. Looks the key up in the cache, then in the prebuilt directory. A hit does no
-//!    calibration and no engine build. A corrupt entry is detected by hash and rebuilt.
+//! 3. Looks the key up in the local cache, the team's remote cache (see below), then the
+//!    prebuilt directory. A hit does no calibration and no engine build. A corrupt entry is
+//!    detected by hash and rebuilt.
 //! 4. On a miss: calibrates with [`calib`] (samples validated against the profiles, held-out
 //!    samples measured by the accuracy report), writes Q/DQ into the ONNX, builds the engine
 //!    with TensorRT (TensorRT-RTX builds on the CPU), and stores everything atomically.
@@ -92,8 +93,27 @@
 //! |---|---|
 //! | `TRT_BUILD_CACHE_DIR` | engine cache (default: `trt-cache` next to Cargo's profile directory) |
 //! | `TRT_BUILD_PREBUILT_DIR` | read-only directory of entries (`<key>/…`) copied from a cache |
+//! | `TRT_BUILD_REMOTE_CACHE` | team cache: `s3://bucket/prefix[?endpoint=…&region=…]`, `webdav+http(s)://host/path`, `redis(s)://[user:pw@]host:port/db` |
+//! | `TRT_BUILD_REMOTE_CACHE_MODE` | `read-write` (default), `read` (never upload), `require` (never build) |
+//! | `TRT_BUILD_REMOTE_CACHE_TIMEOUT` | seconds per remote operation step (default 10) |
+//! | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL` | S3 credentials, region, endpoint |
+//! | `TRT_BUILD_WEBDAV_USERNAME`, `TRT_BUILD_WEBDAV_PASSWORD`, `TRT_BUILD_WEBDAV_TOKEN` | WebDAV credentials |
+//! | `TRT_BUILD_REDIS_PASSWORD` | Redis password (or in the URL) |
 //! | `TENSORRT_LIB_DIR`, `TENSORRT_ROOT` | where TensorRT's libraries are (see `tensorrt-sys`) |
 //! | `ORT_DYLIB_PATH` | onnxruntime's C library, calibration's second CPU engine |
+//!
+//! # Sharing engines across a team
+//!
+//! With a remote cache ([`Builder::remote_cache`] or `TRT_BUILD_REMOTE_CACHE`), what one
+//! machine built (CI, in `read-write` mode) every other machine fetches: the entry is verified
+//! file by file against its recorded SHA-256 before use, so the same key embeds the same bytes
+//! everywhere, and the generated code names its files relative to `OUT_DIR`, so it is the same
+//! too. Publishing is create-only and never replaces a valid entry; a builder that lost the
+//! race uses the published entry. A remote that is down, hangs or refuses the credentials
+//! costs one warning and the build goes on locally (bounded by the time-out); `require` mode
+//! instead fails with the key, the remote and the cause, and never builds. Each summary line
+//! says `local hit`, `remote hit (…)`, `built and uploaded (…)` or `built`. See the
+//! `trt-cache` crate.
 //!
 //! # Offline builds
 //!

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use test_support::servers::{self, S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, Server, Silent};
+use test_support::server_or_skip;
+use test_support::servers::{S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, Server, Silent};
 use trt_cache::{ENGINE, Entry, ErrorKind, MANIFEST, Mode, Published, Remote, RemoteConfig};
 
 fn key(c: char) -> String {
@@ -22,12 +23,9 @@ fn entry(k: &str, engine: &[u8]) -> Entry {
 }
 
 fn s3_config(server: &Server) -> RemoteConfig {
-    RemoteConfig::new(format!(
-        "s3://{S3_BUCKET}/team?endpoint=http://{}&region=us-east-1",
-        server.addr
-    ))
-    .s3_credentials(S3_ACCESS_KEY, S3_SECRET_KEY)
-    .with_timeout(Duration::from_secs(5))
+    RemoteConfig::new(server.s3_url("team"))
+        .s3_credentials(S3_ACCESS_KEY, S3_SECRET_KEY)
+        .with_timeout(Duration::from_secs(5))
 }
 
 fn webdav_config(server: &Server) -> RemoteConfig {
@@ -37,19 +35,6 @@ fn webdav_config(server: &Server) -> RemoteConfig {
 
 fn redis_config(server: &Server) -> RemoteConfig {
     RemoteConfig::new(format!("redis://{}/0", server.addr)).with_timeout(Duration::from_secs(5))
-}
-
-/// Starts a server, or says why the test is skipped.
-macro_rules! server {
-    ($test:literal, $start:expr) => {
-        match $start {
-            Ok(s) => s,
-            Err(reason) => {
-                servers::skip($test, &reason);
-                return;
-            }
-        }
-    };
 }
 
 /// Miss, publish, hit, and a second publish of the key keeps the first entry.
@@ -77,7 +62,7 @@ fn round_trip(remote: &Remote, k: char) {
 
 #[test]
 fn s3_round_trip_listing_and_removal() {
-    let s = server!("s3_round_trip_listing_and_removal", Server::s3());
+    let s = server_or_skip!("s3_round_trip_listing_and_removal", Server::s3());
     let remote = Remote::open(s3_config(&s)).unwrap();
     round_trip(&remote, 'a');
     // The object lives under the prefix, as one archive.
@@ -101,7 +86,7 @@ fn s3_round_trip_listing_and_removal() {
 
 #[test]
 fn webdav_round_trip_and_listing() {
-    let s = server!("webdav_round_trip_and_listing", Server::webdav());
+    let s = server_or_skip!("webdav_round_trip_and_listing", Server::webdav());
     let remote = Remote::open(webdav_config(&s)).unwrap();
     round_trip(&remote, 'c');
     assert!(
@@ -116,7 +101,7 @@ fn webdav_round_trip_and_listing() {
 
 #[test]
 fn redis_round_trip_and_listing_is_unsupported() {
-    let s = server!(
+    let s = server_or_skip!(
         "redis_round_trip_and_listing_is_unsupported",
         Server::redis(None)
     );
@@ -128,11 +113,11 @@ fn redis_round_trip_and_listing_is_unsupported() {
 
 #[test]
 fn corrupt_remote_objects_are_refused_and_replaced() {
-    let s3 = server!(
+    let s3 = server_or_skip!(
         "corrupt_remote_objects_are_refused_and_replaced",
         Server::s3()
     );
-    let dav = server!(
+    let dav = server_or_skip!(
         "corrupt_remote_objects_are_refused_and_replaced",
         Server::webdav()
     );
@@ -170,7 +155,7 @@ fn corrupt_remote_objects_are_refused_and_replaced() {
 
 #[test]
 fn concurrent_publishers_of_one_key_agree_on_one_entry() {
-    let s = server!(
+    let s = server_or_skip!(
         "concurrent_publishers_of_one_key_agree_on_one_entry",
         Server::s3()
     );
@@ -211,7 +196,7 @@ fn concurrent_publishers_of_one_key_agree_on_one_entry() {
 
 #[test]
 fn read_only_and_require_modes_never_write() {
-    let s = server!("read_only_and_require_modes_never_write", Server::s3());
+    let s = server_or_skip!("read_only_and_require_modes_never_write", Server::s3());
     for mode in [Mode::Read, Mode::Require] {
         let remote = Remote::open(s3_config(&s).mode(mode)).unwrap();
         assert!(matches!(
@@ -225,7 +210,7 @@ fn read_only_and_require_modes_never_write() {
 
 #[test]
 fn wrong_credentials_are_denied_and_mark_the_remote_down() {
-    let s = server!(
+    let s = server_or_skip!(
         "wrong_credentials_are_denied_and_mark_the_remote_down",
         Server::s3()
     );
@@ -236,7 +221,7 @@ fn wrong_credentials_are_denied_and_mark_the_remote_down() {
     assert!(e.to_string().contains("download of entry"), "{e}");
     assert!(remote.down().is_some());
 
-    let r = server!(
+    let r = server_or_skip!(
         "wrong_credentials_are_denied_and_mark_the_remote_down",
         Server::redis(Some("sesame"))
     );
@@ -253,7 +238,7 @@ fn wrong_credentials_are_denied_and_mark_the_remote_down() {
 
 #[test]
 fn a_stopped_or_hung_server_is_one_bounded_failure() {
-    let mut s = server!(
+    let mut s = server_or_skip!(
         "a_stopped_or_hung_server_is_one_bounded_failure",
         Server::s3()
     );
