@@ -1,5 +1,5 @@
 //! Generates the seed decoder ONNX and its calibration samples (deterministically, from
-//! `calib::synth`), then declares the model with trt-build: one profile over batch sizes
+//! `test_support::synth`), then declares the model with trt-build: one profile over batch sizes
 //! 1..=4 and latent resolutions 4..=16, INT8 with entropy calibration.
 
 use std::path::PathBuf;
@@ -19,7 +19,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/seed.rs");
 
     let [batch, latent] = [0, 1].map(|k| PROFILE.map(|p| [p.0, p.1][k] as i64));
-    let profile = calib::synth::seed_profile(batch, latent, CROP as i64);
+    let profile = test_support::synth::seed_profile(batch, latent, CROP as i64);
     let mut build = trt_build::Builder::new();
     build
         .model("seed_decoder", &onnx)
@@ -35,12 +35,12 @@ fn main() {
 }
 
 fn generate(onnx: &std::path::Path, data: &std::path::Path) -> Result<(), calib::Error> {
-    let model = calib::synth::seed_decoder(MODEL_SEED);
+    let model = test_support::synth::seed_decoder(MODEL_SEED);
     let bytes = model.to_bytes();
     if std::fs::read(onnx).ok().as_deref() != Some(&bytes[..]) {
         model.save(onnx, calib::WeightStorage::Inline)?;
     }
-    for (i, sample) in calib::synth::seed_samples(CALIBRATION_SEED, CALIBRATION_SHAPES, CROP)
+    for (i, sample) in test_support::synth::seed_samples(CALIBRATION_SEED, CALIBRATION_SHAPES, CROP)
         .iter()
         .enumerate()
     {

@@ -1,12 +1,12 @@
-//! Writes the benchmark fixture: `model.onnx` (`calib::synth::conv_stack`), `data/` with the
+//! Writes the benchmark fixture: `model.onnx` (`test_support::synth::conv_stack`), `data/` with the
 //! calibration samples and `held/` with held-out samples, each `<sample>/x.npy`.
 //!
 //! Usage: `bench_fixture DIR [CHANNELS DEPTH SIZE SAMPLES]` (defaults 64 6 96 32).
 
 use std::path::PathBuf;
 
-use calib::synth::{Rng, conv_stack};
 use calib::{HostTensor, Sample};
+use test_support::synth::{Rng, conv_stack};
 
 fn main() -> Result<(), calib::Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();

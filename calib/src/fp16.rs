@@ -213,35 +213,3 @@ pub(crate) fn widen_qdq_for_tract(model: &Model) -> Option<Model> {
     graph.node = nodes;
     Some(out)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::report::compare_samples;
-    use crate::synth::{seed_decoder, seed_samples};
-
-    #[test]
-    fn fp16_graph_keeps_io_types_and_agrees_with_fp32() {
-        let model = seed_decoder(1);
-        let half = convert(&model);
-        assert_eq!(half.inputs().unwrap(), model.inputs().unwrap());
-        assert_eq!(half.outputs().unwrap(), model.outputs().unwrap());
-        assert!(
-            half.graph()
-                .initializer
-                .iter()
-                .filter(|t| t.name.ends_with("weight"))
-                .all(|t| t.data_type == F16)
-        );
-        let casts = half
-            .graph()
-            .node
-            .iter()
-            .filter(|n| n.op_type == "Cast")
-            .count();
-        assert_eq!(casts, 4, "three inputs and one output are cast");
-        let report =
-            compare_samples(&model, &half, &seed_samples(2, &[(1, 4, 4), (2, 6, 6)], 1)).unwrap();
-        assert!(report.outputs[0].snr_db > 40.0, "{}", report.table());
-    }
-}

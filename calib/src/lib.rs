@@ -42,7 +42,6 @@
 //! - [`qdq`]: Q/DQ placement following TensorRT's rules (documented there) and the rewrite.
 //! - [`report`]: FP32 vs Q/DQ (INT8 simulated in tract) per output: max/mean absolute error,
 //!   cosine, SNR, PSNR, top-1 agreement for class scores.
-//! - [`synth`]: deterministic synthetic models and samples (the seed decoder, fixtures).
 //!
 //! The `trt-calib` crate is the command line (`inspect`, `quantize`) over this library.
 //!
@@ -73,7 +72,6 @@ pub mod opset;
 pub mod profile;
 pub mod qdq;
 pub mod report;
-pub mod synth;
 pub mod tune;
 
 pub use calibrate::{Calibration, Calibrator, Progress};

@@ -1,13 +1,14 @@
 //! Model and data formats (external data, `.npz`, float16 `.npy`), the persisted calibration,
 //! and the Q/DQ rules the seed decoder does not exercise (GEMV, Gemm axes, Concat sharing).
-//! Fixtures are built in code with `calib::synth::GraphBuilder`.
+//! Fixtures are built in code with `test_support::synth::GraphBuilder`.
 
-use calib::synth::{
-    GraphBuilder, attr_int, seed_decoder, seed_samples, tensor_f32, two_input_model,
-};
 use calib::{
     Calibrator, ElemType, Exclusions, HostTensor, Method, Model, Sample, Source, TensorData,
-    WeightStorage, dims,
+    WeightStorage,
+};
+use test_support::dims;
+use test_support::synth::{
+    GraphBuilder, attr_int, seed_decoder, seed_samples, tensor_f32, two_input_model,
 };
 
 #[test]
@@ -233,7 +234,7 @@ fn gemv_is_skipped_gemm_axes_follow_the_layout_and_concat_inputs_share_a_scale()
 
 #[test]
 fn opset_11_is_raised_to_13_with_the_same_numbers_and_per_channel_weights() {
-    let model = calib::synth::opset11_model(None);
+    let model = test_support::synth::opset11_model(None);
     let samples = seed_like_two_input(4);
     let c = Calibrator::new(&model)
         .run(&Source::Memory(samples.clone()))
@@ -273,7 +274,7 @@ fn opset_11_is_raised_to_13_with_the_same_numbers_and_per_channel_weights() {
 
 #[test]
 fn a_model_that_cannot_be_raised_gets_per_tensor_weight_scales_and_a_warning() {
-    let model = calib::synth::opset11_model(Some("Scatter"));
+    let model = test_support::synth::opset11_model(Some("Scatter"));
     let placement = calib::qdq::place(&model, &Exclusions::default()).unwrap();
     let why = placement.per_tensor_weights.clone().expect("fallback");
     assert!(
@@ -318,7 +319,7 @@ fn class_score_outputs_get_top1_agreement() {
 }
 
 fn seed_like_two_input(n: usize) -> Vec<Sample> {
-    let mut rng = calib::synth::Rng::new(17);
+    let mut rng = test_support::synth::Rng::new(17);
     (0..n)
         .map(|i| {
             Sample::new(format!("t{i}"))

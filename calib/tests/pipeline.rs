@@ -1,8 +1,8 @@
 //! Calibration of the seed decoder end to end on the CPU: placement, scales, Q/DQ rewrite,
-//! determinism and accuracy. Models and samples come from `calib::synth` (generated in code).
+//! determinism and accuracy. Models and samples come from `test_support::synth` (generated in code).
 
-use calib::synth::{seed_decoder, seed_profile, seed_samples};
 use calib::{Calibrator, Method, Profile, Source, report};
+use test_support::synth::{seed_decoder, seed_profile, seed_samples};
 
 fn profile() -> Profile {
     seed_profile([1, 2, 4], [4, 8, 16], 2)

@@ -12,8 +12,8 @@ mod seed;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use calib::synth::{SEED_LATENT_CHANNELS, SEED_UPSAMPLE, seed_decoder, seed_samples};
 use ndarray::{ArrayD, IxDyn};
+use test_support::synth::{SEED_LATENT_CHANNELS, SEED_UPSAMPLE, seed_decoder, seed_samples};
 
 trt_runtime::include_engine!("seed_decoder");
 

@@ -1,12 +1,12 @@
 //! Shared fixtures of the integration tests (in `tests/`).
 //!
-//! Every model and sample is generated in code by `calib::synth`; engines are built by
+//! Every model and sample is generated in code by `test_support::synth`; engines are built by
 //! `trt-build` in process with a real TensorRT-RTX build on the CPU.
 
 use std::sync::OnceLock;
 
-use calib::synth::{seed_decoder, seed_profile, seed_samples};
 use std::path::{Path, PathBuf};
+use test_support::synth::{seed_decoder, seed_profile, seed_samples};
 
 use trt_build::{Builder, Int8, Profile};
 
@@ -57,7 +57,7 @@ pub fn seed_engine() -> &'static SeedEngine {
     })
 }
 
-/// The seed-like decoder of `calib::synth` (inputs `y_hat: [N,8,h,w]`, `q: [N,8,1,1]`,
+/// The seed-like decoder of `test_support::synth` (inputs `y_hat: [N,8,h,w]`, `q: [N,8,1,1]`,
 /// `dummy_input: [N,3,H,W]`) in a temporary directory with six calibration samples as
 /// `calibration/<sample>/<input>.npy`.
 #[derive(Debug)]

@@ -42,10 +42,10 @@ fn runs(dir: &Path) -> usize {
 fn fixture_crate_builds_reruns_only_when_inputs_change_and_runs() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    calib::synth::seed_decoder(3)
+    test_support::synth::seed_decoder(3)
         .save(d.join("seed.onnx"), calib::WeightStorage::Inline)
         .unwrap();
-    for (i, s) in calib::synth::seed_samples(5, &[(1, 4, 4), (2, 6, 6), (3, 8, 8)], 1)
+    for (i, s) in test_support::synth::seed_samples(5, &[(1, 4, 4), (2, 6, 6), (3, 8, 8)], 1)
         .iter()
         .enumerate()
     {

@@ -13,8 +13,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use calib::synth::Rng;
 use calib::{ElemType, HostTensor, Model};
+use test_support::synth::Rng;
 use tract_onnx::pb;
 
 /// A case slower than this counts as a hang.
@@ -231,10 +231,10 @@ fn mutate_model(c: &mut Campaign, mut m: pb::ModelProto) -> pb::ModelProto {
 
 fn seed_models() -> Vec<Model> {
     vec![
-        calib::synth::seed_decoder(1),
-        calib::synth::two_input_model(),
-        calib::synth::opset11_model(None),
-        calib::synth::conv_stack(3, 4, 2),
+        test_support::synth::seed_decoder(1),
+        test_support::synth::two_input_model(),
+        test_support::synth::opset11_model(None),
+        test_support::synth::conv_stack(3, 4, 2),
     ]
 }
 
@@ -486,7 +486,7 @@ fn fuzz_manifest_json_and_engine_loading() {
 
 #[test]
 fn fuzz_profile_shape_and_option_parsers() {
-    let model = calib::synth::seed_decoder(1);
+    let model = test_support::synth::seed_decoder(1);
     let seeds = [
         "x:1x3x64x64:4x3x128x128:8x3x256x256",
         "1x3x224x224",

@@ -13,8 +13,8 @@
 
 use std::sync::Arc;
 
-use calib::synth::seed_samples;
 use ndarray::ArrayD;
+use test_support::synth::seed_samples;
 use trt_runtime::{Backend, BackendKind, Session};
 
 /// Loads the fixture engine on TensorRT or explains why it cannot.

@@ -2,7 +2,7 @@
 //! `trt-build`, as an application's `build.rs` declares them: the same errors, naming the model
 //! and the culprit, as one message.
 
-use calib::synth::{seed_profile, seed_samples};
+use test_support::synth::{seed_profile, seed_samples};
 use trt_build::{Builder, Int8};
 
 fn builder(dir: &std::path::Path) -> Builder {
@@ -19,7 +19,7 @@ fn external_data_outside_the_model_folder_is_refused_by_the_build() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("secret.bin"), vec![1u8; 4096]).unwrap();
-    let mut m = calib::synth::seed_decoder(1);
+    let mut m = test_support::synth::seed_decoder(1);
     let w = m
         .graph_mut()
         .initializer
@@ -51,7 +51,7 @@ fn external_data_outside_the_model_folder_is_refused_by_the_build() {
 fn an_npy_memory_bomb_in_the_calibration_data_is_refused_by_the_build() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    calib::synth::seed_decoder(1)
+    test_support::synth::seed_decoder(1)
         .save(d.join("seed.onnx"), calib::WeightStorage::Inline)
         .unwrap();
     for (i, s) in seed_samples(3, &[(1, 4, 4), (2, 6, 6), (3, 8, 8)], 1)

@@ -4,9 +4,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use calib::synth::{seed_decoder, seed_profile, seed_samples};
 use calib::{Calibrator, Method, Model, Profile, Source};
 use tensorrt_sys::{Builder, DataType, Library, Logger, Severity};
+use test_support::synth::{seed_decoder, seed_profile, seed_samples};
 
 /// Parses `model`, adds `profiles`, builds; returns the engine size and TensorRT's errors.
 fn build(model: &Model, profiles: &[Profile]) -> (usize, Vec<String>) {

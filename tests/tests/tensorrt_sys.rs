@@ -1,6 +1,6 @@
 //! `tensorrt-sys` against the real TensorRT-RTX 1.7 library, on the CPU.
 //!
-//! The ONNX fixtures are generated in code by `calib::synth` (two dynamic inputs
+//! The ONNX fixtures are generated in code by `test_support::synth` (two dynamic inputs
 //! `x: [N,3,H,W]` and `q: [N,8]`); nothing is downloaded.
 
 use std::sync::{Arc, Mutex};
@@ -25,7 +25,7 @@ fn library() -> Arc<Library> {
 }
 
 fn two_input_onnx() -> Vec<u8> {
-    calib::synth::two_input_model().to_bytes()
+    test_support::synth::two_input_model().to_bytes()
 }
 
 #[test]
@@ -199,7 +199,7 @@ fn malformed_and_truncated_onnx_return_parser_errors() {
 fn unsupported_operator_names_the_node() {
     let (logger, _) = logger();
     let builder = Builder::new(&library(), &logger).unwrap();
-    let bytes = calib::synth::unsupported_operator_model().to_bytes();
+    let bytes = test_support::synth::unsupported_operator_model().to_bytes();
     let e = builder.network_from_onnx(&bytes, None).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Parse, "{e}");
     let error = e

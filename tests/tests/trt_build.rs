@@ -1,13 +1,13 @@
 //! `trt-build` end to end, in process, with a real TensorRT-RTX engine built on the CPU.
 //!
-//! Fixture: the seed-like decoder of `calib::synth` (inputs `y_hat: [N,8,h,w]`,
+//! Fixture: the seed-like decoder of `test_support::synth` (inputs `y_hat: [N,8,h,w]`,
 //! `q: [N,8,1,1]`, `dummy_input: [N,3,H,W]`), written to a temporary directory with six
 //! calibration samples as `<sample>/<input>.npy`. Every test uses its own out and cache
 //! directories (like cc's and prost's tempdir tests).
 
 use std::path::Path;
 
-use calib::synth::seed_samples;
+use test_support::synth::seed_samples;
 use tests::Fixture;
 use trt_build::{Builder, Int8, Profile, ShapeRange};
 

@@ -3,12 +3,12 @@
 //! numerics against an independent reference.
 //!
 //! The engine comes from `tests::seed_engine` (trt-build in process, a real TensorRT-RTX build
-//! on the CPU of the seed decoder of `calib::synth`).
+//! on the CPU of the seed decoder of `test_support::synth`).
 
 use std::sync::Arc;
 
-use calib::synth::{seed_decoder, seed_samples};
 use ndarray::ArrayD;
+use test_support::synth::{seed_decoder, seed_samples};
 use trt_manifest::{Interface, Mode, RangeSpec, TensorSpec};
 use trt_runtime::{Backend, BackendKind, ErrorCode, Session};
 

@@ -8,9 +8,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use calib::synth::seed_samples;
 use calib::{HostTensor, Model, Sample};
 use common::{PROFILE, quantize, setup, trt_calib};
+use test_support::synth::seed_samples;
 use tract_onnx::pb;
 
 fn s(p: &Path) -> &str {
@@ -92,7 +92,7 @@ fn outputs_never_alias_inputs_and_nothing_is_written_when_a_check_fails() {
 
 /// `two_input_model` with `conv.weight` moved to external data at `location`.
 fn external_model(folder: &Path, location: &str, length: Option<usize>) -> PathBuf {
-    let mut m = calib::synth::two_input_model();
+    let mut m = test_support::synth::two_input_model();
     let w = m
         .graph_mut()
         .initializer
@@ -220,7 +220,7 @@ fn invalid_graphs_are_refused_naming_the_culprit_never_panicking() {
         ),
     ];
     for (name, edit, needles) in cases {
-        let mut m = calib::synth::two_input_model();
+        let mut m = test_support::synth::two_input_model();
         edit(m.graph_mut());
         let path = dir.path().join(format!("{name}.onnx"));
         std::fs::write(&path, m.to_bytes()).unwrap();
@@ -264,7 +264,7 @@ fn npy_and_npz_memory_bombs_are_refused_before_allocating() {
     let e = calib::Source::Path(npz.path().into())
         .load(
             &calib::data::SampleRef::Npz(npz.path().join("s.npz")),
-            &calib::synth::seed_decoder(1).inputs().unwrap(),
+            &test_support::synth::seed_decoder(1).inputs().unwrap(),
         )
         .unwrap_err()
         .to_string();

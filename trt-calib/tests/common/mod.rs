@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use calib::synth::{seed_decoder, seed_samples};
+use test_support::synth::{seed_decoder, seed_samples};
 
 pub fn trt_calib(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_trt-calib"))

@@ -4,8 +4,7 @@
 
 use tract_onnx::pb;
 
-use crate::data::{HostTensor, Sample};
-use crate::model::{Dim, ElemType, Model};
+use calib::{Dim, ElemType, HostTensor, Model, Sample};
 
 /// Deterministic pseudo-random numbers (SplitMix64), so fixtures are byte-identical everywhere.
 #[derive(Debug, Clone)]
@@ -209,7 +208,7 @@ impl GraphBuilder {
     pub fn build(&self) -> Model {
         let proto = pb::ModelProto {
             ir_version: 8,
-            producer_name: "calib::synth".into(),
+            producer_name: "test_support::synth".into(),
             opset_import: vec![pb::OperatorSetIdProto {
                 domain: String::new(),
                 version: self.opset,
@@ -547,12 +546,12 @@ pub fn conv_stack(seed: u64, channels: i64, depth: usize) -> Model {
 
 /// An optimization profile for [`seed_decoder`]: `(min, opt, max)` of the batch size and of the
 /// latent `h = w`; `dummy_input`'s `H = W` is `4·latent − crop`, as [`seed_samples`] makes it.
-pub fn seed_profile(batch: [i64; 3], latent: [i64; 3], crop: i64) -> crate::Profile {
-    use crate::ShapeRange;
+pub fn seed_profile(batch: [i64; 3], latent: [i64; 3], crop: i64) -> calib::Profile {
+    use calib::ShapeRange;
     let c = SEED_LATENT_CHANNELS;
     let image = |i: usize| SEED_UPSAMPLE * latent[i] - crop;
     let range = |f: &dyn Fn(usize) -> Vec<i64>| ShapeRange::new(f(0), f(1), f(2));
-    crate::Profile::new()
+    calib::Profile::new()
         .input("y_hat", range(&|i| vec![batch[i], c, latent[i], latent[i]]))
         .input("q", range(&|i| vec![batch[i], c, 1, 1]))
         .input(

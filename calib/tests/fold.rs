@@ -1,0 +1,121 @@
+//! Folding `If` nodes decided by the profiles' fixed shapes, and binding constant inputs.
+
+use calib::ShapeRange;
+use calib::fold::*;
+use calib::{ElemType, Model, Profile};
+use test_support::synth::{GraphBuilder, attr_int};
+use tract_onnx::pb;
+
+/// `y = If(Shape(x)[1] == 4, then: Relu(x), else: Neg(x))` with `x: [N, C]`, and an
+/// `If` on the value of a second input `mode` (`mode == 1 ? x : -x`).
+fn model() -> Model {
+    let branch = |op: &str, out: &str| pb::GraphProto {
+        name: op.into(),
+        node: vec![pb::NodeProto {
+            name: op.into(),
+            op_type: op.into(),
+            input: vec!["x".into()],
+            output: vec![out.into()],
+            ..Default::default()
+        }],
+        output: vec![pb::ValueInfoProto {
+            name: out.into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut g = GraphBuilder::new("ifs");
+    g.input("x", ElemType::F32, test_support::dims!["N", "C"])
+        .input("mode", ElemType::I64, vec![])
+        .output("y", ElemType::F32, test_support::dims!["N", "C"])
+        .output("z", ElemType::F32, test_support::dims!["N", "C"])
+        .initializer(test_support::synth::tensor_i64("one", &[], &[1]))
+        .initializer(test_support::synth::tensor_i64("four", &[], &[4]))
+        .node("shape", "Shape", &["x"], &["shape"], vec![])
+        .node(
+            "c",
+            "Gather",
+            &["shape", "one"],
+            &["c"],
+            vec![attr_int("axis", 0)],
+        )
+        .node("is4", "Equal", &["c", "four"], &["is4"], vec![])
+        .node("is1", "Equal", &["mode", "one"], &["is1"], vec![]);
+    let mut m = g.build();
+    let graph = m.graph_mut();
+    for (name, cond, out) in [("by_shape", "is4", "y"), ("by_value", "is1", "z")] {
+        graph.node.push(pb::NodeProto {
+            name: name.into(),
+            op_type: "If".into(),
+            input: vec![cond.into()],
+            output: vec![out.into()],
+            attribute: vec![
+                pb::AttributeProto {
+                    name: "then_branch".into(),
+                    r#type: 5,
+                    g: Some(branch("Relu", &format!("{name}_then"))),
+                    ..Default::default()
+                },
+                pb::AttributeProto {
+                    name: "else_branch".into(),
+                    r#type: 5,
+                    g: Some(branch("Neg", &format!("{name}_else"))),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        });
+    }
+    m
+}
+
+fn profile(c: i64) -> Profile {
+    Profile::new().input("x", ShapeRange::new([1, c], [2, c], [4, c]))
+}
+
+#[test]
+fn an_if_decided_by_a_fixed_shape_is_replaced_by_its_branch_and_values_keep_theirs() {
+    let m = model();
+    let (folded, notes) = fold_shape_ifs(&m, &[profile(4)]).unwrap().expect("folded");
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].contains("'by_shape'") && notes[0].contains("then_branch"));
+    let ops: Vec<&str> = folded
+        .graph()
+        .node
+        .iter()
+        .map(|n| n.op_type.as_str())
+        .collect();
+    assert!(ops.contains(&"Relu") && !ops.contains(&"Neg"), "{ops:?}");
+    assert_eq!(
+        ops.iter().filter(|o| **o == "If").count(),
+        1,
+        "the value-decided If stays"
+    );
+    // C = 3 takes the other branch.
+    let (other, _) = fold_shape_ifs(&m, &[profile(3)]).unwrap().unwrap();
+    assert!(
+        other
+            .graph()
+            .node
+            .iter()
+            .any(|n| n.op_type == "Neg" && n.name.contains("by_shape"))
+    );
+    // A range over C is not decided by the shapes: nothing folds.
+    let varying = Profile::new().input("x", ShapeRange::new([1, 3], [2, 4], [4, 4]));
+    assert!(fold_shape_ifs(&m, &[varying]).unwrap().is_none());
+}
+
+#[test]
+fn a_bound_input_makes_its_if_foldable() {
+    let m = model();
+    let (name, value) = parse_constant(&m, "mode=1").unwrap();
+    let bound = bind_inputs(&m, &[(name, value)]).unwrap();
+    assert!(bound.inputs().unwrap().iter().all(|i| i.name != "mode"));
+    let (folded, notes) = fold_shape_ifs(&bound, &[profile(4)]).unwrap().unwrap();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(folded.graph().node.iter().all(|n| n.op_type != "If"));
+    let e = parse_constant(&m, "rate=1").unwrap_err().to_string();
+    assert!(e.contains("'rate' is not an input"), "{e}");
+    let e = parse_constant(&m, "mode=fast").unwrap_err().to_string();
+    assert!(e.contains("mode=fast"), "{e}");
+}
