@@ -45,6 +45,7 @@ pub enum ErrorCode {
 pub struct Error {
     code: ErrorCode,
     message: String,
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 impl Error {
@@ -52,7 +53,17 @@ impl Error {
         Error {
             code,
             message: message.into(),
+            source: None,
         }
+    }
+
+    /// Keeps the underlying error (CUDA's, TensorRT's) as [`std::error::Error::source`].
+    pub(crate) fn with_source(
+        mut self,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        self.source = Some(std::sync::Arc::new(source));
+        self
     }
 
     /// The code.
@@ -72,7 +83,13 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 impl From<tensorrt_sys::Error> for Error {
     fn from(e: tensorrt_sys::Error) -> Self {
@@ -94,6 +111,6 @@ impl From<tensorrt_sys::Error> for Error {
             _ if lower.contains("out of memory") => ErrorCode::OutOfDeviceMemory,
             _ => ErrorCode::TensorRt,
         };
-        Error::new(code, message)
+        Error::new(code, message).with_source(e)
     }
 }

@@ -37,20 +37,19 @@ impl std::fmt::Debug for GpuBackend {
     }
 }
 
+/// A CUDA failure, classified by its `CUresult` code; the driver error is kept as the source.
 fn cuda_error(what: &str, e: DriverError) -> Error {
-    let text = format!("{what}: {e:?}");
-    let code = if text.contains("CUDA_ERROR_OUT_OF_MEMORY") {
-        ErrorCode::OutOfDeviceMemory
-    } else if text.contains("CUDA_ERROR_NO_DEVICE") {
-        ErrorCode::NoDevice
-    } else if text.contains("CUDA_ERROR_INSUFFICIENT_DRIVER")
-        || text.contains("CUDA_ERROR_NOT_INITIALIZED")
-    {
-        ErrorCode::NoCudaDriver
-    } else {
-        ErrorCode::Cuda
+    use cudarc::driver::sys::CUresult as R;
+    let code = match e.0 {
+        R::CUDA_ERROR_OUT_OF_MEMORY => ErrorCode::OutOfDeviceMemory,
+        R::CUDA_ERROR_NO_DEVICE | R::CUDA_ERROR_INVALID_DEVICE => ErrorCode::NoDevice,
+        R::CUDA_ERROR_NOT_INITIALIZED
+        | R::CUDA_ERROR_SYSTEM_DRIVER_MISMATCH
+        | R::CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE => ErrorCode::NoCudaDriver,
+        _ => ErrorCode::Cuda,
     };
-    Error::new(code, text)
+    // `{:?}` of the code, not `Display`: cudarc formats an error by asking the driver library.
+    Error::new(code, format!("{what}: {:?}", e.0)).with_source(e)
 }
 
 /// Opens the CUDA driver and device 0 without panicking when the driver library is absent.
@@ -451,5 +450,36 @@ pub(crate) fn check_interface(manifest: &Manifest, actual: &Interface) -> Result
                 differences.join("\n  - ")
             ),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cudarc::driver::sys::CUresult;
+
+    #[test]
+    fn cuda_errors_are_classified_by_code_and_keep_their_source() {
+        for (result, code) in [
+            (
+                CUresult::CUDA_ERROR_OUT_OF_MEMORY,
+                ErrorCode::OutOfDeviceMemory,
+            ),
+            (CUresult::CUDA_ERROR_NO_DEVICE, ErrorCode::NoDevice),
+            (
+                CUresult::CUDA_ERROR_NOT_INITIALIZED,
+                ErrorCode::NoCudaDriver,
+            ),
+            (CUresult::CUDA_ERROR_LAUNCH_FAILED, ErrorCode::Cuda),
+        ] {
+            let e = cuda_error("allocating x_hat", DriverError(result));
+            assert_eq!(e.code(), code, "{result:?}");
+            assert!(e.message().starts_with("allocating x_hat: "), "{e}");
+            let source = std::error::Error::source(&e).expect("the driver error is kept");
+            assert_eq!(
+                source.downcast_ref::<DriverError>().map(|d| d.0),
+                Some(result)
+            );
+        }
     }
 }
