@@ -101,6 +101,7 @@
 //! | `TRT_BUILD_REDIS_PASSWORD` | Redis password (or in the URL) |
 //! | `TENSORRT_LIB_DIR`, `TENSORRT_ROOT` | where TensorRT's libraries are (see `tensorrt-sys`) |
 //! | `ORT_DYLIB_PATH` | onnxruntime's C library, calibration's second CPU engine |
+//! | `TRT_CALIB_ENGINE` | `auto` (default: tract, else onnxruntime), `tract` or `onnxruntime` |
 //!
 //! # Sharing engines across a team
 //!
@@ -529,7 +530,12 @@ impl Builder {
             remote: remote.as_ref(),
             prebuilt: prebuilt.map(trt_cache::LocalCache::new),
         };
-        for var in ["TENSORRT_LIB_DIR", "TENSORRT_ROOT"] {
+        for var in [
+            "TENSORRT_LIB_DIR",
+            "TENSORRT_ROOT",
+            "TRT_CALIB_ENGINE",
+            "ORT_DYLIB_PATH",
+        ] {
             cargo.env(var);
         }
         if let Some(wanted) = self.flavor

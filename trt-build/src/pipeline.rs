@@ -79,6 +79,11 @@ impl Builder {
             serde_json::to_vec(&(&m.profiles, m.precision.name(), &options, fp16))
                 .expect("serializable"),
         );
+        // A forced CPU engine (not the automatic choice) changes calibration's numerics.
+        match calib::infer::engine_choice().map_err(|e| Error::declaration(name, e))? {
+            calib::infer::EngineChoice::Auto => {}
+            forced => key.update(format!("cpu-engine={forced:?}")),
+        }
         for (input, value) in &m.constants {
             key.update(input.as_bytes());
             key.update(value.elem_type().name());

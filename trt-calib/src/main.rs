@@ -89,6 +89,10 @@ struct Quantize {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// CPU engine: auto (tract, else onnxruntime where tract cannot run the model), tract or
+    /// onnxruntime (default: `TRT_CALIB_ENGINE`, else auto).
+    #[arg(long, value_parser = ["auto", "tract", "onnxruntime"])]
+    engine: Option<String>,
     /// Also convert the remaining float graph to FP16 (inputs/outputs keep their types); the
     /// report then measures the FP16 + INT8 model.
     #[arg(long)]
@@ -293,6 +297,9 @@ fn quantize(q: Quantize) -> Result<(), calib::Error> {
         });
     for e in &q.exclude {
         calibrator = calibrator.exclude(e);
+    }
+    if let Some(e) = &q.engine {
+        calib::infer::set_engine_choice(e.parse()?);
     }
     if let Some(t) = q.threads {
         calibrator = calibrator.threads(t);

@@ -16,9 +16,66 @@
 //! When tract cannot run a model even with concrete shapes, [`CpuModel`] moves it to
 //! onnxruntime ([`ort_engine`]) if that library is available, and logs why (once per model).
 //! The choice is made from the set of shape signatures a caller declares with
-//! [`CpuModel::prepare`], so it does not depend on call order.
+//! [`CpuModel::prepare`], so it does not depend on call order. [`set_engine_choice`] (the
+//! CLI's `--engine`) or `TRT_CALIB_ENGINE=tract|onnxruntime|auto` forces one engine, to compare
+//! them (`BENCHMARKS.md`) or to rule one out.
 
 pub mod ort_engine;
+
+/// Which CPU engine runs models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EngineChoice {
+    /// tract where it can run the model, else onnxruntime (the default).
+    #[default]
+    Auto,
+    /// tract only: a model tract cannot run is an error.
+    Tract,
+    /// onnxruntime only (its library must be available, `ORT_DYLIB_PATH`).
+    OnnxRuntime,
+}
+
+impl std::str::FromStr for EngineChoice {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<EngineChoice> {
+        match s {
+            "auto" => Ok(EngineChoice::Auto),
+            "tract" => Ok(EngineChoice::Tract),
+            "onnxruntime" | "ort" => Ok(EngineChoice::OnnxRuntime),
+            other => Err(Error::Options {
+                message: format!("engine `{other}` is not one of auto, tract, onnxruntime"),
+            }),
+        }
+    }
+}
+
+/// 0: not set (read `TRT_CALIB_ENGINE`), else `EngineChoice as u8 + 1`.
+static ENGINE_CHOICE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Forces the engine of every [`CpuModel`] prepared after this call in this process.
+pub fn set_engine_choice(choice: EngineChoice) {
+    ENGINE_CHOICE.store(choice as u8 + 1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The engine choice: [`set_engine_choice`]'s, else `TRT_CALIB_ENGINE`'s, else
+/// [`EngineChoice::Auto`].
+///
+/// # Errors
+///
+/// [`Error::Options`] when `TRT_CALIB_ENGINE` names no engine.
+pub fn engine_choice() -> Result<EngineChoice> {
+    match ENGINE_CHOICE.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => Ok(EngineChoice::Auto),
+        2 => Ok(EngineChoice::Tract),
+        3 => Ok(EngineChoice::OnnxRuntime),
+        _ => match std::env::var("TRT_CALIB_ENGINE") {
+            Ok(v) if !v.is_empty() => v.parse().map_err(|e| Error::Options {
+                message: format!("TRT_CALIB_ENGINE: {e}"),
+            }),
+            _ => Ok(EngineChoice::Auto),
+        },
+    }
+}
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -286,6 +343,10 @@ impl CpuModel {
         if self.engine.get().is_some() {
             return Ok(());
         }
+        let choice = engine_choice()?;
+        if choice == EngineChoice::OnnxRuntime {
+            return self.use_onnxruntime("onnxruntime was requested");
+        }
         let mut sorted: Vec<&ShapeSignature> = signatures.iter().collect();
         sorted.sort();
         sorted.dedup();
@@ -301,7 +362,7 @@ impl CpuModel {
             self.proto.lock().unwrap_or_else(|e| e.into_inner()).take();
             return Ok(());
         };
-        if ort_engine::available().is_err() {
+        if choice == EngineChoice::Tract || ort_engine::available().is_err() {
             return Err(failure);
         }
         self.use_onnxruntime(&failure.to_string())

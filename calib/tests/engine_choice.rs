@@ -1,0 +1,51 @@
+//! Forcing the CPU engine (`set_engine_choice`, `--engine`, `TRT_CALIB_ENGINE`). The choice is
+//! process-wide, so this file is a test binary of its own.
+
+use calib::CpuModel;
+use calib::infer::{EngineChoice, engine_choice, ort_engine, set_engine_choice, to_f32};
+use test_support::synth::{seed_decoder, seed_samples};
+
+#[test]
+fn a_forced_engine_runs_the_model_and_both_engines_agree() {
+    assert_eq!(
+        "tract".parse::<EngineChoice>().unwrap(),
+        EngineChoice::Tract
+    );
+    assert_eq!(
+        "onnxruntime".parse::<EngineChoice>().unwrap(),
+        EngineChoice::OnnxRuntime
+    );
+    let e = "gpu".parse::<EngineChoice>().unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("not one of auto, tract, onnxruntime"),
+        "{e}"
+    );
+
+    let model = seed_decoder(1);
+    let sample = &seed_samples(2, &[(2, 6, 5)], 1)[0];
+    set_engine_choice(EngineChoice::Tract);
+    assert_eq!(engine_choice().unwrap(), EngineChoice::Tract);
+    let tract = CpuModel::new(&model, &[]).unwrap();
+    let a = to_f32(&tract.run(sample).unwrap()[0]).unwrap();
+    assert_eq!(tract.engine_name(), Some("tract"));
+
+    if let Err(why) = ort_engine::available() {
+        eprintln!("SKIPPED the onnxruntime half: {why}");
+        return;
+    }
+    set_engine_choice(EngineChoice::OnnxRuntime);
+    let ort = CpuModel::new(&model, &[]).unwrap();
+    let b = to_f32(&ort.run(sample).unwrap()[0]).unwrap();
+    assert_eq!(ort.engine_name(), Some("onnxruntime"));
+    assert_eq!(a.len(), b.len());
+    let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(
+        worst <= 1e-4 * scale.max(1.0),
+        "engines differ by {worst} (scale {scale})"
+    );
+}
