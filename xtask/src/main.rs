@@ -19,6 +19,8 @@
 //!   run by `.ci/run`).
 //! - `bench corpus [MODEL ...]`: every real corpus model, ours against onnxruntime's
 //!   `quantize_static` (time, peak RSS, task metric, engine builds), `bench/corpus_bench.py`.
+//! - `bench engines [MODEL ...]`: calibration on tract and on onnxruntime side by side on
+//!   every corpus model (`bench/engines_bench.py`).
 //! - `bench`: the calibration benchmark against onnxruntime's `quantize_static` (installs
 //!   onnxruntime into `.trt/bench-venv`, builds `trt-calib` in release, runs
 //!   `bench/calibration.py`); results go to `target/bench-results.json`.
@@ -77,7 +79,7 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz(&args[1..]),
         Some("bindgen") => bindgen(args.iter().any(|a| a == "--check")),
         Some("bench") => bench(&args[1..]),
-        _ => Err("usage: cargo xtask <setup|setup-servers|example|test|cache <list|verify|prune> …|corpus [--ci]|fuzz [--minutes N]|bench [corpus [MODEL...] | CHANNELS DEPTH SIZE SAMPLES]|bindgen [--check]>".into()),
+        _ => Err("usage: cargo xtask <setup|setup-servers|example|test|cache <list|verify|prune> …|corpus [--ci]|fuzz [--minutes N]|bench [corpus [MODEL...] | engines [MODEL...] | CHANNELS DEPTH SIZE SAMPLES]|bindgen [--check]>".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -518,6 +520,28 @@ fn corpus_bench(models: &[String]) -> Result {
     Ok(())
 }
 
+/// `cargo xtask bench engines [MODEL ...]`: calibration on tract and on onnxruntime, side by
+/// side, on every corpus model (`bench/engines_bench.py`); results in
+/// `target/engines-bench.json`.
+fn engines_bench(models: &[String]) -> Result {
+    let root = root();
+    setup()?;
+    let corpus_dir = corpus(false)?;
+    run(cargo()
+        .current_dir(&root)
+        .args(["build", "--release", "--package", "trt-calib"]))?;
+    let results = root.join("target").join("engines-bench.json");
+    if models.is_empty() {
+        let _ = std::fs::remove_file(&results);
+    }
+    run(Command::new(root.join(".trt/corpus-venv/bin/python"))
+        .arg(root.join("bench/engines_bench.py"))
+        .arg(root.join("target/release/trt-calib"))
+        .arg(&corpus_dir)
+        .arg(&results)
+        .args(models))
+}
+
 /// `cargo xtask fuzz [--minutes N]`: every fuzz target for N minutes, fresh seed.
 fn fuzz(args: &[String]) -> Result {
     let minutes: u64 = match args {
@@ -555,6 +579,9 @@ fn fuzz(args: &[String]) -> Result {
 fn bench(args: &[String]) -> Result {
     if args.first().map(String::as_str) == Some("corpus") {
         return corpus_bench(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("engines") {
+        return engines_bench(&args[1..]);
     }
     let root = root();
     let venv = root.join(".trt").join("bench-venv");
