@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use tract_onnx::pb;
 
 use crate::error::{Error, Result};
-use crate::model::{ElemType, Model};
+use crate::model::{DType, Model};
 
 /// Largest extent a pad, stride, dilation or kernel attribute may have.
 pub const MAX_SPATIAL_ATTRIBUTE: i64 = 1 << 16;
@@ -93,11 +93,11 @@ fn initializer_problem(t: &pb::TensorProto) -> Option<String> {
     let Some(elements) = elements else {
         return Some(format!("has dims {:?} whose product overflows", t.dims));
     };
-    let size = match ElemType::from_onnx(t.data_type) {
-        Some(ElemType::Bool | ElemType::I8 | ElemType::U8) => 1,
-        Some(ElemType::F16 | ElemType::Bf16 | ElemType::I16 | ElemType::U16) => 2,
-        Some(ElemType::F32 | ElemType::I32 | ElemType::U32) => 4,
-        Some(ElemType::F64 | ElemType::I64 | ElemType::U64) => 8,
+    let size = match DType::from_onnx(t.data_type) {
+        Some(DType::Bool | DType::I8 | DType::U8) => 1,
+        Some(DType::F16 | DType::Bf16 | DType::I16 | DType::U16) => 2,
+        Some(DType::F32 | DType::I32 | DType::U32) => 4,
+        Some(DType::F64 | DType::I64 | DType::U64) => 8,
         None => return None,
     };
     let have = if !t.raw_data.is_empty() {
@@ -120,7 +120,7 @@ fn initializer_problem(t: &pb::TensorProto) -> Option<String> {
         Some(have) if have != need => Some(format!(
             "has dims {:?} ({need} bytes of {}) but holds {have} bytes",
             t.dims,
-            ElemType::from_onnx(t.data_type).map_or("?", ElemType::name)
+            DType::from_onnx(t.data_type).map_or("?", DType::name)
         )),
         _ => None,
     }

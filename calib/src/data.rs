@@ -11,7 +11,7 @@ use ndarray_npy::{ReadNpyExt, ReadableElement};
 use tract_onnx::prelude::{IntoTensor, Tensor, f16, tract_ndarray as nd};
 
 use crate::error::{Error, Result};
-use crate::model::{Dim, ElemType, TensorInfo};
+use crate::model::{DType, Dim, TensorInfo};
 use crate::profile::Profile;
 
 /// Host tensor values, by element type.
@@ -103,20 +103,20 @@ impl HostTensor {
     }
 
     /// Element type.
-    pub fn elem_type(&self) -> ElemType {
+    pub fn elem_type(&self) -> DType {
         match &self.data {
-            TensorData::F32(_) => ElemType::F32,
-            TensorData::F16(_) => ElemType::F16,
-            TensorData::F64(_) => ElemType::F64,
-            TensorData::I8(_) => ElemType::I8,
-            TensorData::U8(_) => ElemType::U8,
-            TensorData::I16(_) => ElemType::I16,
-            TensorData::U16(_) => ElemType::U16,
-            TensorData::I32(_) => ElemType::I32,
-            TensorData::U32(_) => ElemType::U32,
-            TensorData::I64(_) => ElemType::I64,
-            TensorData::U64(_) => ElemType::U64,
-            TensorData::Bool(_) => ElemType::Bool,
+            TensorData::F32(_) => DType::F32,
+            TensorData::F16(_) => DType::F16,
+            TensorData::F64(_) => DType::F64,
+            TensorData::I8(_) => DType::I8,
+            TensorData::U8(_) => DType::U8,
+            TensorData::I16(_) => DType::I16,
+            TensorData::U16(_) => DType::U16,
+            TensorData::I32(_) => DType::I32,
+            TensorData::U32(_) => DType::U32,
+            TensorData::I64(_) => DType::I64,
+            TensorData::U64(_) => DType::U64,
+            TensorData::Bool(_) => DType::Bool,
         }
     }
 
@@ -201,67 +201,67 @@ fn to_vec<T: Clone>(a: nd::ArrayD<T>) -> (Vec<usize>, Vec<T>) {
 macro_rules! read_as {
     ($elem:expr, $t:ident => $read:expr) => {{
         let (shape, data) = match $elem {
-            ElemType::F32 => {
+            DType::F32 => {
                 type $t = f32;
                 let (s, v) = to_vec($read?);
                 (s, TensorData::F32(v))
             }
-            ElemType::F64 => {
+            DType::F64 => {
                 type $t = f64;
                 let (s, v) = to_vec($read?);
                 (s, TensorData::F64(v))
             }
-            ElemType::F16 => {
+            DType::F16 => {
                 type $t = NpyF16;
                 let (s, v) = to_vec($read?);
                 (s, TensorData::F16(v.into_iter().map(|x| x.0).collect()))
             }
-            ElemType::I8 => {
+            DType::I8 => {
                 type $t = i8;
                 let (s, v) = to_vec($read?);
                 (s, TensorData::I8(v))
             }
-            ElemType::U8 => {
+            DType::U8 => {
                 type $t = u8;
                 let (s, v) = to_vec($read?);
                 (s, TensorData::U8(v))
             }
-            ElemType::I16 => {
+            DType::I16 => {
                 type $t = i16;
                 let (s, v) = to_vec($read?);
                 (s, TensorData::I16(v))
             }
-            ElemType::U16 => {
+            DType::U16 => {
                 type $t = u16;
                 let (s, v) = to_vec($read?);
                 (s, TensorData::U16(v))
             }
-            ElemType::I32 => {
+            DType::I32 => {
                 type $t = i32;
                 let (s, v) = to_vec($read?);
                 (s, TensorData::I32(v))
             }
-            ElemType::U32 => {
+            DType::U32 => {
                 type $t = u32;
                 let (s, v) = to_vec($read?);
                 (s, TensorData::U32(v))
             }
-            ElemType::I64 => {
+            DType::I64 => {
                 type $t = i64;
                 let (s, v) = to_vec($read?);
                 (s, TensorData::I64(v))
             }
-            ElemType::U64 => {
+            DType::U64 => {
                 type $t = u64;
                 let (s, v) = to_vec($read?);
                 (s, TensorData::U64(v))
             }
-            ElemType::Bool => {
+            DType::Bool => {
                 type $t = bool;
                 let (s, v) = to_vec($read?);
                 (s, TensorData::Bool(v))
             }
-            ElemType::Bf16 => {
+            DType::Bf16 => {
                 return Err(
                     "bfloat16 calibration data is not supported; store it as float32".to_string(),
                 );
@@ -291,7 +291,7 @@ fn open_regular(path: &Path) -> std::result::Result<(File, u64), String> {
     Ok((file, meta.len()))
 }
 
-fn read_npy_file(path: &Path, elem: ElemType) -> std::result::Result<HostTensor, String> {
+fn read_npy_file(path: &Path, elem: DType) -> std::result::Result<HostTensor, String> {
     let (file, len) = open_regular(path)?;
     let bytes = crate::npy::read_checked(BufReader::new(file), Some(len))?;
     Ok(read_as!(elem, T => nd::ArrayD::<T>::read_npy(&bytes[..]).map_err(npy_error)))
@@ -304,7 +304,7 @@ impl HostTensor {
     /// # Errors
     ///
     /// A sentence saying what is wrong with the bytes.
-    pub fn from_npy(bytes: &[u8], elem: ElemType) -> std::result::Result<HostTensor, String> {
+    pub fn from_npy(bytes: &[u8], elem: DType) -> std::result::Result<HostTensor, String> {
         let checked = crate::npy::read_checked(bytes, Some(bytes.len() as u64))?;
         Ok(read_as!(elem, T => nd::ArrayD::<T>::read_npy(&checked[..]).map_err(npy_error)))
     }
@@ -313,7 +313,7 @@ impl HostTensor {
 fn read_npz_entry(
     npz: &mut zip::ZipArchive<BufReader<File>>,
     name: &str,
-    elem: ElemType,
+    elem: DType,
 ) -> std::result::Result<HostTensor, String> {
     let entry = npz.by_name(name).map_err(|e| e.to_string())?;
     // Compressed (np.savez_compressed) or stored: the entry reader inflates as it goes, and

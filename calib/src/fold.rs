@@ -20,7 +20,7 @@ use tract_onnx::pb;
 use crate::data::{HostTensor, Sample, TensorData};
 use crate::error::Result;
 use crate::infer::CpuModel;
-use crate::model::{Dim, ElemType, Model, TensorInfo};
+use crate::model::{DType, Dim, Model, TensorInfo};
 use crate::profile::Profile;
 
 /// Rounds of folding (each may expose `If` nodes nested in the branches it inlined).
@@ -207,18 +207,18 @@ fn fixed(i: &TensorInfo) -> Option<Vec<usize>> {
 fn zeros(info: &TensorInfo, shape: &[usize]) -> HostTensor {
     let n: usize = shape.iter().product();
     let data = match info.elem_type {
-        ElemType::F32 => TensorData::F32(vec![0.0; n]),
-        ElemType::F16 => TensorData::F16(vec![half::f16::ZERO; n]),
-        ElemType::F64 => TensorData::F64(vec![0.0; n]),
-        ElemType::I8 => TensorData::I8(vec![0; n]),
-        ElemType::U8 => TensorData::U8(vec![0; n]),
-        ElemType::I16 => TensorData::I16(vec![0; n]),
-        ElemType::U16 => TensorData::U16(vec![0; n]),
-        ElemType::I32 => TensorData::I32(vec![0; n]),
-        ElemType::U32 => TensorData::U32(vec![0; n]),
-        ElemType::I64 => TensorData::I64(vec![0; n]),
-        ElemType::U64 => TensorData::U64(vec![0; n]),
-        ElemType::Bool | ElemType::Bf16 => TensorData::Bool(vec![false; n]),
+        DType::F32 => TensorData::F32(vec![0.0; n]),
+        DType::F16 => TensorData::F16(vec![half::f16::ZERO; n]),
+        DType::F64 => TensorData::F64(vec![0.0; n]),
+        DType::I8 => TensorData::I8(vec![0; n]),
+        DType::U8 => TensorData::U8(vec![0; n]),
+        DType::I16 => TensorData::I16(vec![0; n]),
+        DType::U16 => TensorData::U16(vec![0; n]),
+        DType::I32 => TensorData::I32(vec![0; n]),
+        DType::U32 => TensorData::U32(vec![0; n]),
+        DType::I64 => TensorData::I64(vec![0; n]),
+        DType::U64 => TensorData::U64(vec![0; n]),
+        DType::Bool | DType::Bf16 => TensorData::Bool(vec![false; n]),
     };
     HostTensor::new(shape.to_vec(), data)
 }
@@ -409,11 +409,11 @@ pub fn parse_constant(model: &Model, spec: &str) -> Result<(String, HostTensor)>
     let float = || value.trim().parse::<f64>().map_err(|e| bad(e.to_string()));
     let n: usize = 1;
     let data = match info.elem_type {
-        ElemType::F32 => TensorData::F32(vec![float()? as f32; n]),
-        ElemType::F64 => TensorData::F64(vec![float()?; n]),
-        ElemType::I64 => TensorData::I64(vec![int()?; n]),
-        ElemType::I32 => TensorData::I32(vec![int()? as i32; n]),
-        ElemType::Bool => TensorData::Bool(vec![int()? != 0; n]),
+        DType::F32 => TensorData::F32(vec![float()? as f32; n]),
+        DType::F64 => TensorData::F64(vec![float()?; n]),
+        DType::I64 => TensorData::I64(vec![int()?; n]),
+        DType::I32 => TensorData::I32(vec![int()? as i32; n]),
+        DType::Bool => TensorData::Bool(vec![int()? != 0; n]),
         other => return Err(bad(format!("inputs of type {other} cannot be bound"))),
     };
     Ok((name.to_string(), HostTensor::new(shape, data)))

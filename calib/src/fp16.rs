@@ -18,8 +18,8 @@ use tract_onnx::prelude::f16;
 use crate::model::Model;
 use crate::qdq::initializer_f32;
 
-const F32: i32 = 1;
-const F16: i32 = 10;
+const F32: i32 = crate::DType::F32.to_onnx();
+const F16: i32 = crate::DType::F16.to_onnx();
 
 fn tensor_to_f16(t: &mut pb::TensorProto) {
     if t.data_type != F32 {

@@ -78,7 +78,7 @@ pub use calibrate::{Calibration, Calibrator, Progress};
 pub use data::{HostTensor, Sample, Source, TensorData};
 pub use error::{Error, Result};
 pub use infer::CpuModel;
-pub use model::{Dim, ElemType, Model, TensorInfo, WeightStorage};
+pub use model::{DType, Dim, Model, TensorInfo, WeightStorage};
 pub use observer::Method;
 pub use profile::{Profile, ShapeRange};
 pub use qdq::{Exclusions, Placement};

@@ -10,112 +10,7 @@ use serde::{Deserialize, Serialize};
 use tract_onnx::pb;
 
 use crate::error::{Error, Result};
-
-/// ONNX element types (`TensorProto.DataType`) this crate handles by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ElemType {
-    /// float32
-    F32,
-    /// float16
-    F16,
-    /// bfloat16
-    Bf16,
-    /// float64
-    F64,
-    /// int8
-    I8,
-    /// uint8
-    U8,
-    /// int16
-    I16,
-    /// uint16
-    U16,
-    /// int32
-    I32,
-    /// uint32
-    U32,
-    /// int64
-    I64,
-    /// uint64
-    U64,
-    /// bool
-    Bool,
-}
-
-impl ElemType {
-    /// From the ONNX enum value.
-    pub fn from_onnx(code: i32) -> Option<ElemType> {
-        Some(match code {
-            1 => ElemType::F32,
-            2 => ElemType::U8,
-            3 => ElemType::I8,
-            4 => ElemType::U16,
-            5 => ElemType::I16,
-            6 => ElemType::I32,
-            7 => ElemType::I64,
-            9 => ElemType::Bool,
-            10 => ElemType::F16,
-            11 => ElemType::F64,
-            12 => ElemType::U32,
-            13 => ElemType::U64,
-            16 => ElemType::Bf16,
-            _ => return None,
-        })
-    }
-
-    /// The ONNX enum value.
-    pub fn to_onnx(self) -> i32 {
-        match self {
-            ElemType::F32 => 1,
-            ElemType::U8 => 2,
-            ElemType::I8 => 3,
-            ElemType::U16 => 4,
-            ElemType::I16 => 5,
-            ElemType::I32 => 6,
-            ElemType::I64 => 7,
-            ElemType::Bool => 9,
-            ElemType::F16 => 10,
-            ElemType::F64 => 11,
-            ElemType::U32 => 12,
-            ElemType::U64 => 13,
-            ElemType::Bf16 => 16,
-        }
-    }
-
-    /// Name as numpy writes it (`float32`, `int64`, `bool`…).
-    pub fn name(self) -> &'static str {
-        match self {
-            ElemType::F32 => "float32",
-            ElemType::F16 => "float16",
-            ElemType::Bf16 => "bfloat16",
-            ElemType::F64 => "float64",
-            ElemType::I8 => "int8",
-            ElemType::U8 => "uint8",
-            ElemType::I16 => "int16",
-            ElemType::U16 => "uint16",
-            ElemType::I32 => "int32",
-            ElemType::U32 => "uint32",
-            ElemType::I64 => "int64",
-            ElemType::U64 => "uint64",
-            ElemType::Bool => "bool",
-        }
-    }
-
-    /// Whether values are floating point.
-    pub fn is_float(self) -> bool {
-        matches!(
-            self,
-            ElemType::F32 | ElemType::F16 | ElemType::Bf16 | ElemType::F64
-        )
-    }
-}
-
-impl fmt::Display for ElemType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use trt_manifest::DType;
 
 /// One dimension of a declared shape.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -155,7 +50,7 @@ pub struct TensorInfo {
     /// Tensor name.
     pub name: String,
     /// Element type.
-    pub elem_type: ElemType,
+    pub elem_type: DType,
     /// Declared shape.
     pub dims: Vec<Dim>,
 }
@@ -470,7 +365,7 @@ impl Model {
                 format!("'{}' is not a tensor", v.name),
             ));
         };
-        let elem_type = ElemType::from_onnx(t.elem_type).ok_or_else(|| {
+        let elem_type = DType::from_onnx(t.elem_type).ok_or_else(|| {
             Error::model(
                 &self.name,
                 format!(

@@ -274,12 +274,7 @@ pub fn validate_profiles(inputs: &[TensorInfo], profiles: &[Profile]) -> Result<
                 }
             }
             // What the declared max implies for one input, before anything runs.
-            let item = match info.elem_type.name() {
-                "bool" | "int8" | "uint8" => 1u64,
-                "float16" | "bfloat16" | "int16" | "uint16" => 2,
-                "float32" | "int32" | "uint32" => 4,
-                _ => 8,
-            };
+            let item = info.elem_type.size() as u64;
             let bytes = range
                 .max
                 .iter()

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tract_onnx::pb;
 
 use crate::error::{Error, Result};
-use crate::model::{ElemType, Model};
+use crate::model::{DType, Model};
 use crate::observer::{quantize, scale_for};
 use crate::opset;
 
@@ -155,7 +155,7 @@ fn place_in(model: &Model, exclusions: &Exclusions) -> Result<Placement> {
     let float_inits = |name: &str| {
         inits
             .get(name)
-            .is_some_and(|t| t.data_type == ElemType::F32.to_onnx())
+            .is_some_and(|t| t.data_type == DType::F32.to_onnx())
     };
 
     let mut acts: BTreeMap<String, Vec<(usize, usize)>> = BTreeMap::new();
@@ -288,7 +288,7 @@ fn place_in(model: &Model, exclusions: &Exclusions) -> Result<Placement> {
 
 /// Float32 values of an initializer.
 pub(crate) fn initializer_f32(t: &pb::TensorProto) -> Option<Vec<f32>> {
-    if t.data_type != ElemType::F32.to_onnx() {
+    if t.data_type != DType::F32.to_onnx() {
         return None;
     }
     if !t.float_data.is_empty() {
@@ -323,7 +323,7 @@ pub fn quantize_weight(values: &[f32], dims: &[i64], axis: usize) -> (Vec<i8>, V
     (q, scales)
 }
 
-fn scalar(name: &str, elem: ElemType, raw: Vec<u8>) -> pb::TensorProto {
+fn scalar(name: &str, elem: DType, raw: Vec<u8>) -> pb::TensorProto {
     pb::TensorProto {
         name: name.into(),
         data_type: elem.to_onnx(),
@@ -395,8 +395,8 @@ pub fn insert(
             unique(format!("{t}_quantized")),
             unique(format!("{t}_dequantized")),
         );
-        new_inits.push(scalar(&s, ElemType::F32, scale.to_le_bytes().to_vec()));
-        new_inits.push(scalar(&z, ElemType::I8, vec![0]));
+        new_inits.push(scalar(&s, DType::F32, scale.to_le_bytes().to_vec()));
+        new_inits.push(scalar(&z, DType::I8, vec![0]));
         let nodes = vec![
             pb::NodeProto {
                 name: unique(format!("{t}_QuantizeLinear")),
@@ -454,7 +454,7 @@ pub fn insert(
         new_inits.push(pb::TensorProto {
             name: qn.clone(),
             dims: w.dims.clone(),
-            data_type: ElemType::I8.to_onnx(),
+            data_type: DType::I8.to_onnx(),
             raw_data: q.iter().map(|&v| v as u8).collect(),
             ..Default::default()
         });
@@ -463,14 +463,14 @@ pub fn insert(
         new_inits.push(pb::TensorProto {
             name: s.clone(),
             dims: param_dims.clone(),
-            data_type: ElemType::F32.to_onnx(),
+            data_type: DType::F32.to_onnx(),
             raw_data: wscales.iter().flat_map(|v| v.to_le_bytes()).collect(),
             ..Default::default()
         });
         new_inits.push(pb::TensorProto {
             name: z.clone(),
             dims: param_dims,
-            data_type: ElemType::I8.to_onnx(),
+            data_type: DType::I8.to_onnx(),
             raw_data: vec![0; channels as usize],
             ..Default::default()
         });

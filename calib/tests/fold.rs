@@ -2,7 +2,7 @@
 
 use calib::ShapeRange;
 use calib::fold::*;
-use calib::{ElemType, Model, Profile};
+use calib::{DType, Model, Profile};
 use test_support::synth::{GraphBuilder, attr_int};
 use tract_onnx::pb;
 
@@ -25,10 +25,10 @@ fn model() -> Model {
         ..Default::default()
     };
     let mut g = GraphBuilder::new("ifs");
-    g.input("x", ElemType::F32, test_support::dims!["N", "C"])
-        .input("mode", ElemType::I64, vec![])
-        .output("y", ElemType::F32, test_support::dims!["N", "C"])
-        .output("z", ElemType::F32, test_support::dims!["N", "C"])
+    g.input("x", DType::F32, test_support::dims!["N", "C"])
+        .input("mode", DType::I64, vec![])
+        .output("y", DType::F32, test_support::dims!["N", "C"])
+        .output("z", DType::F32, test_support::dims!["N", "C"])
         .initializer(test_support::synth::tensor_i64("one", &[], &[1]))
         .initializer(test_support::synth::tensor_i64("four", &[], &[4]))
         .node("shape", "Shape", &["x"], &["shape"], vec![])

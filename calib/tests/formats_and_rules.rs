@@ -3,7 +3,7 @@
 //! Fixtures are built in code with `test_support::synth::GraphBuilder`.
 
 use calib::{
-    Calibrator, ElemType, Exclusions, HostTensor, Method, Model, Sample, Source, TensorData,
+    Calibrator, DType, Exclusions, HostTensor, Method, Model, Sample, Source, TensorData,
     WeightStorage,
 };
 use test_support::dims;
@@ -81,7 +81,7 @@ fn npz_samples_and_float16_npy_are_read() {
     std::fs::write(&npy, bytes).unwrap();
     let info = [calib::TensorInfo {
         name: "h".into(),
-        elem_type: ElemType::F16,
+        elem_type: DType::F16,
         dims: dims![2],
     }];
     let sample_dir = dir.path().join("f16");
@@ -128,11 +128,11 @@ fn persisted_calibration_is_reused_until_the_data_changes() {
 /// Concat of two Conv inputs shares a scale.
 fn rules_model() -> Model {
     let mut g = GraphBuilder::new("rules");
-    g.input("x", ElemType::F32, dims!["N", 16])
-        .input("img", ElemType::F32, dims!["N", 3, 8, 8])
-        .output("y1", ElemType::F32, dims!["N", 8])
-        .output("y2", ElemType::F32, dims!["N", 1])
-        .output("y3", ElemType::F32, dims!["N", 8, 8, 8])
+    g.input("x", DType::F32, dims!["N", 16])
+        .input("img", DType::F32, dims!["N", 3, 8, 8])
+        .output("y1", DType::F32, dims!["N", 8])
+        .output("y2", DType::F32, dims!["N", 1])
+        .output("y3", DType::F32, dims!["N", 8, 8, 8])
         .initializer(tensor_f32("w1", &[16, 32], &[0.1; 512]))
         .initializer(tensor_f32("w2", &[8, 32], &[0.2; 256]))
         .initializer(tensor_f32("wv", &[16, 1], &[0.3; 16]))

@@ -4,7 +4,7 @@
 //! with the table.
 
 use calib::tune::{Target, TuneOptions, tune};
-use calib::{Calibrator, ElemType, Exclusions, HostTensor, Method, Model, Sample, Source, report};
+use calib::{Calibrator, DType, Exclusions, HostTensor, Method, Model, Sample, Source, report};
 use test_support::synth::{GraphBuilder, Rng, tensor_f32};
 
 /// `x: [N, 8]` → `mm1` (8→16) → Relu → `mm2` (16→4) → `y`. With `outlier`, channel 3 of the
@@ -27,8 +27,8 @@ fn mlp(outlier: bool) -> Model {
         }
     }
     let mut g = GraphBuilder::new("mlp");
-    g.input("x", ElemType::F32, test_support::dims!["N", 8])
-        .output("y", ElemType::F32, test_support::dims!["N", 4])
+    g.input("x", DType::F32, test_support::dims!["N", 8])
+        .output("y", DType::F32, test_support::dims!["N", 4])
         .initializer(tensor_f32("w1", &[8, 16], &w1))
         .initializer(tensor_f32("w2", &[16, 4], &w2))
         .node("mm1", "MatMul", &["x", "w1"], &["h"], vec![])

@@ -4,7 +4,7 @@
 
 use tract_onnx::pb;
 
-use calib::{Dim, ElemType, HostTensor, Model, Sample};
+use calib::{DType, Dim, HostTensor, Model, Sample};
 
 /// Deterministic pseudo-random numbers (SplitMix64), so fixtures are byte-identical everywhere.
 #[derive(Debug, Clone)]
@@ -73,7 +73,7 @@ pub fn tensor_f32(name: &str, dims: &[i64], data: &[f32]) -> pb::TensorProto {
     pb::TensorProto {
         name: name.into(),
         dims: dims.to_vec(),
-        data_type: ElemType::F32.to_onnx(),
+        data_type: DType::F32.to_onnx(),
         raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
         ..Default::default()
     }
@@ -84,14 +84,14 @@ pub fn tensor_i64(name: &str, dims: &[i64], data: &[i64]) -> pb::TensorProto {
     pb::TensorProto {
         name: name.into(),
         dims: dims.to_vec(),
-        data_type: ElemType::I64.to_onnx(),
+        data_type: DType::I64.to_onnx(),
         raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
         ..Default::default()
     }
 }
 
 /// A graph input/output declaration.
-pub fn value_info(name: &str, elem: ElemType, dims: &[Dim]) -> pb::ValueInfoProto {
+pub fn value_info(name: &str, elem: DType, dims: &[Dim]) -> pb::ValueInfoProto {
     use pb::tensor_shape_proto::{Dimension, dimension::Value};
     let dim = dims
         .iter()
@@ -167,13 +167,13 @@ impl GraphBuilder {
     }
 
     /// Declares a graph input.
-    pub fn input(&mut self, name: &str, elem: ElemType, dims: Vec<Dim>) -> &mut Self {
+    pub fn input(&mut self, name: &str, elem: DType, dims: Vec<Dim>) -> &mut Self {
         self.graph.input.push(value_info(name, elem, &dims));
         self
     }
 
     /// Declares a graph output.
-    pub fn output(&mut self, name: &str, elem: ElemType, dims: Vec<Dim>) -> &mut Self {
+    pub fn output(&mut self, name: &str, elem: DType, dims: Vec<Dim>) -> &mut Self {
         self.graph.output.push(value_info(name, elem, &dims));
         self
     }
@@ -240,10 +240,10 @@ pub fn seed_decoder(seed: u64) -> Model {
     let f = 16i64;
     let mut rng = Rng::new(seed);
     let mut g = GraphBuilder::new("seed_decoder");
-    g.input("y_hat", ElemType::F32, dims!["N", c, "h", "w"])
-        .input("q", ElemType::F32, dims!["N", c, 1, 1])
-        .input("dummy_input", ElemType::F32, dims!["N", 3, "H", "W"])
-        .output("x_hat", ElemType::F32, dims!["N", 3, "H", "W"]);
+    g.input("y_hat", DType::F32, dims!["N", c, "h", "w"])
+        .input("q", DType::F32, dims!["N", c, 1, 1])
+        .input("dummy_input", DType::F32, dims!["N", 3, "H", "W"])
+        .output("x_hat", DType::F32, dims!["N", 3, "H", "W"]);
     let w = |rng: &mut Rng, name: &str, dims: &[i64], fan_in: i64| {
         tensor_f32(
             name,
@@ -371,9 +371,9 @@ pub fn seed_samples(seed: u64, shapes: &[(usize, usize, usize)], crop: usize) ->
 pub fn two_input_model() -> Model {
     let mut rng = Rng::new(7);
     let mut g = GraphBuilder::new("two_inputs");
-    g.input("x", ElemType::F32, dims!["N", 3, "H", "W"])
-        .input("q", ElemType::F32, dims!["N", 8])
-        .output("y", ElemType::F32, dims!["N", 8])
+    g.input("x", DType::F32, dims!["N", 3, "H", "W"])
+        .input("q", DType::F32, dims!["N", 8])
+        .output("y", DType::F32, dims!["N", 8])
         .initializer(tensor_f32(
             "conv.weight",
             &[8, 3, 3, 3],
@@ -482,9 +482,9 @@ pub fn opset11_model(extra: Option<&str>) -> Model {
 pub fn conv_stack(seed: u64, channels: i64, depth: usize) -> Model {
     let mut rng = Rng::new(seed);
     let mut g = GraphBuilder::new("conv_stack");
-    g.input("x", ElemType::F32, dims!["N", 3, "S", "S"]).output(
+    g.input("x", DType::F32, dims!["N", 3, "S", "S"]).output(
         "y",
-        ElemType::F32,
+        DType::F32,
         dims!["N", 3, "S", "S"],
     );
     let same = || {

@@ -13,7 +13,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use calib::{ElemType, HostTensor, Model};
+use calib::{DType, HostTensor, Model};
 use test_support::synth::Rng;
 use tract_onnx::pb;
 
@@ -343,7 +343,7 @@ fn fuzz_npy_and_npz_readers() {
     let dir = tempfile::tempdir().unwrap();
     let inputs = vec![calib::TensorInfo {
         name: "x".into(),
-        elem_type: ElemType::F32,
+        elem_type: DType::F32,
         dims: vec![calib::Dim::Unknown, calib::Dim::Unknown],
     }];
     let npz = dir.path().join("sample.npz");
@@ -360,7 +360,7 @@ fn fuzz_npy_and_npz_readers() {
             }
         },
         |bytes| {
-            for elem in [ElemType::F32, ElemType::I64, ElemType::Bool, ElemType::F16] {
+            for elem in [DType::F32, DType::I64, DType::Bool, DType::F16] {
                 let _ = HostTensor::from_npy(bytes, elem);
             }
             // The same bytes inside an .npz (stored and deflated).

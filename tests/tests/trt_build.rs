@@ -346,7 +346,7 @@ fn int8_with_fp16_remainder_builds_and_is_measured() {
             .interface
             .tensors
             .iter()
-            .all(|t| t.dtype == "float32"),
+            .all(|t| t.dtype == trt_manifest::DType::F32),
         "{:?}",
         built.manifest.interface
     );
@@ -357,6 +357,6 @@ fn int8_with_fp16_remainder_builds_and_is_measured() {
         onnx.graph()
             .initializer
             .iter()
-            .any(|t| t.data_type == calib::ElemType::F16.to_onnx())
+            .any(|t| t.data_type == calib::DType::F16.to_onnx())
     );
 }

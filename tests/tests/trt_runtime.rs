@@ -67,7 +67,7 @@ fn manifest_matches_tensorrt_metadata_and_mismatches_are_listed() {
             tensors.push(TensorSpec {
                 name: t.name,
                 mode,
-                dtype: t.data_type.name().into(),
+                dtype: t.data_type.name().parse().unwrap(),
                 dims: t.dims,
             });
         }
@@ -79,7 +79,7 @@ fn manifest_matches_tensorrt_metadata_and_mismatches_are_listed() {
     trt_runtime::check_interface(&manifest, &actual).unwrap();
 
     let mut wrong = actual.clone();
-    wrong.tensors[0].dtype = "float16".into();
+    wrong.tensors[0].dtype = trt_manifest::DType::F16;
     wrong.tensors[3].dims[1] = 4;
     wrong.profiles.pop();
     wrong.profiles[0].inputs[1] = RangeSpec {

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::quote;
-use trt_manifest::{Manifest, Mode, TensorSpec};
+use trt_manifest::{DType, Manifest, Mode, TensorSpec};
 
 use crate::error::Error;
 
@@ -56,14 +56,14 @@ pub(crate) fn valid_module_name(name: &str) -> bool {
 }
 
 fn rust_type(model: &str, t: &TensorSpec) -> Result<TokenStream, Error> {
-    Ok(match t.dtype.as_str() {
-        "float32" => quote!(f32),
-        "float16" => quote!(__trt::f16),
-        "float64" => quote!(f64),
-        "int8" => quote!(i8),
-        "uint8" => quote!(u8),
-        "int32" => quote!(i32),
-        "int64" => quote!(i64),
+    Ok(match t.dtype {
+        DType::F32 => quote!(f32),
+        DType::F16 => quote!(__trt::f16),
+        DType::F64 => quote!(f64),
+        DType::I8 => quote!(i8),
+        DType::U8 => quote!(u8),
+        DType::I32 => quote!(i32),
+        DType::I64 => quote!(i64),
         other => {
             return Err(Error::declaration(
                 model,

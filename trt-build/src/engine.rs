@@ -110,10 +110,20 @@ pub(crate) fn build(
         (Mode::Output, network.outputs()),
     ] {
         for t in list {
+            let dtype = trt_manifest::DType::from_name(t.data_type.name()).ok_or_else(|| {
+                Error::new(
+                    Kind::Engine,
+                    format!(
+                        "model `{model}`: tensor '{}' has element type {}, which the manifest cannot describe",
+                        t.name,
+                        t.data_type.name()
+                    ),
+                )
+            })?;
             tensors.push(TensorSpec {
                 name: t.name,
                 mode,
-                dtype: t.data_type.name().to_string(),
+                dtype,
                 dims: t.dims,
             });
         }

@@ -4,13 +4,13 @@
 
 use std::path::Path;
 
-use trt_manifest::{Interface, Manifest, Mode, ProfileSpec, RangeSpec, TensorSpec};
+use trt_manifest::{DType, Interface, Manifest, Mode, ProfileSpec, RangeSpec, TensorSpec};
 
 fn tensor(name: &str, mode: Mode, dims: &[i64]) -> TensorSpec {
     TensorSpec {
         name: name.into(),
         mode,
-        dtype: "float32".into(),
+        dtype: DType::F32,
         dims: dims.to_vec(),
     }
 }

@@ -246,12 +246,12 @@ fn fp16_output_keeps_io_types_and_is_measured() {
         q.inputs()
             .unwrap()
             .iter()
-            .all(|i| i.elem_type == calib::ElemType::F32)
+            .all(|i| i.elem_type == calib::DType::F32)
     );
     assert!(
         q.graph()
             .initializer
             .iter()
-            .any(|t| t.data_type == calib::ElemType::F16.to_onnx())
+            .any(|t| t.data_type == calib::DType::F16.to_onnx())
     );
 }

@@ -8,6 +8,9 @@
 
 use std::fmt;
 
+mod dtype;
+pub use dtype::DType;
+
 use serde::{Deserialize, Serialize};
 
 /// Version of the manifest format.
@@ -30,8 +33,8 @@ pub struct TensorSpec {
     pub name: String,
     /// Direction.
     pub mode: Mode,
-    /// Element type as ONNX/numpy names it (`float32`, `int64`, …).
-    pub dtype: String,
+    /// Element type (serialized as ONNX/numpy names it: `float32`, `int64`, …).
+    pub dtype: DType,
     /// Dims; `-1` marks a dynamic dimension.
     pub dims: Vec<i64>,
 }
@@ -378,13 +381,13 @@ mod tests {
                 TensorSpec {
                     name: "x".into(),
                     mode: Mode::Input,
-                    dtype: "float32".into(),
+                    dtype: DType::F32,
                     dims: vec![-1, 3, -1, -1],
                 },
                 TensorSpec {
                     name: "y".into(),
                     mode: Mode::Output,
-                    dtype: "float32".into(),
+                    dtype: DType::F32,
                     dims: vec![-1, 8],
                 },
             ],
@@ -407,7 +410,7 @@ mod tests {
     #[test]
     fn every_difference_is_listed() {
         let mut other = iface();
-        other.tensors[0].dtype = "float16".into();
+        other.tensors[0].dtype = DType::F16;
         other.tensors[0].dims[1] = 4;
         other.tensors[1].name = "z".into();
         other.profiles[0].inputs[0].max = vec![8, 3, 32, 32];

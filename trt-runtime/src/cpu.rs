@@ -4,6 +4,7 @@
 use calib::infer::to_f32;
 use calib::{CpuModel, HostTensor, Model, Sample, TensorData};
 use half::f16;
+use trt_manifest::DType;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::tensor::{Outputs, OwnedTensor, TensorRef};
@@ -12,7 +13,7 @@ use crate::tensor::{Outputs, OwnedTensor, TensorRef};
 #[derive(Debug)]
 pub(crate) struct CpuBackend {
     model: CpuModel,
-    outputs: Vec<(String, String)>,
+    outputs: Vec<(String, DType)>,
 }
 
 fn cpu_error(e: impl std::fmt::Display) -> Error {
@@ -24,7 +25,7 @@ impl CpuBackend {
     pub(crate) fn new(
         name: &str,
         onnx: &[u8],
-        outputs: Vec<(String, String)>,
+        outputs: Vec<(String, DType)>,
     ) -> Result<CpuBackend> {
         let model = Model::from_bytes(onnx, name).map_err(cpu_error)?;
         let model = CpuModel::new(&model, &[]).map_err(cpu_error)?;
@@ -51,11 +52,11 @@ impl CpuBackend {
         for ((name, dtype), value) in self.outputs.iter().zip(values) {
             let shape = value.shape().to_vec();
             let f = to_f32(&value).map_err(cpu_error)?;
-            let tensor = match dtype.as_str() {
-                "float32" => {
+            let tensor = match dtype {
+                DType::F32 => {
                     OwnedTensor::F32(ndarray::ArrayD::from_shape_vec(shape, f).map_err(cpu_error)?)
                 }
-                "float16" => OwnedTensor::F16(
+                DType::F16 => OwnedTensor::F16(
                     ndarray::ArrayD::from_shape_vec(
                         shape,
                         f.into_iter().map(f16::from_f32).collect(),

@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DriverError};
 use tensorrt_sys::{Engine, IoMode, Library, Logger, Runtime, Severity};
-use trt_manifest::{Interface, Manifest, ProfileSpec, RangeSpec, TensorSpec};
+use trt_manifest::{DType, Interface, Manifest, ProfileSpec, RangeSpec, TensorSpec};
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::tensor::{Outputs, OwnedTensor, TensorRef, dtype_size};
+
+use crate::tensor::{Outputs, OwnedTensor, TensorRef};
 use crate::validate::TensorMeta;
 
 /// One execution context with its stream and the profile it is set to.
@@ -66,20 +67,32 @@ pub(crate) fn cuda_device() -> Result<Arc<CudaContext>> {
 
 /// The interface TensorRT reports for a deserialized engine, in the manifest's terms.
 pub(crate) fn engine_interface(engine: &Engine, manifest: &Manifest) -> Result<Interface> {
-    let tensors: Vec<TensorSpec> = engine
+    let tensors = engine
         .io_tensors()
         .into_iter()
-        .map(|t| TensorSpec {
-            name: t.name,
-            mode: if t.mode == IoMode::Input {
-                trt_manifest::Mode::Input
-            } else {
-                trt_manifest::Mode::Output
-            },
-            dtype: t.data_type.name().to_string(),
-            dims: t.dims,
+        .map(|t| {
+            let dtype = DType::from_name(t.data_type.name()).ok_or_else(|| {
+                Error::new(
+                    ErrorCode::ManifestMismatch,
+                    format!(
+                        "engine tensor '{}' has element type {}, which this runtime does not support",
+                        t.name,
+                        t.data_type.name()
+                    ),
+                )
+            })?;
+            Ok(TensorSpec {
+                name: t.name,
+                mode: if t.mode == IoMode::Input {
+                    trt_manifest::Mode::Input
+                } else {
+                    trt_manifest::Mode::Output
+                },
+                dtype,
+                dims: t.dims,
+            })
         })
-        .collect();
+        .collect::<Result<Vec<TensorSpec>>>()?;
     let mut profiles = Vec::new();
     for p in 0..engine.profile_count() {
         let mut spec = ProfileSpec { inputs: Vec::new() };
@@ -185,7 +198,7 @@ impl GpuBackend {
         Ok(DeviceTensor {
             buffer,
             shape: t.shape().to_vec(),
-            dtype: t.dtype().to_string(),
+            dtype: t.dtype(),
         })
     }
 
@@ -195,8 +208,8 @@ impl GpuBackend {
         let bytes = stream
             .clone_dtoh(&t.buffer)
             .map_err(|e| cuda_error("downloading a tensor", e))?;
-        let n = t.shape.iter().product::<usize>() * dtype_size(&t.dtype).unwrap_or(1);
-        OwnedTensor::from_bytes(&t.dtype, &t.shape, &bytes[..n.min(bytes.len())])
+        let n = t.shape.iter().product::<usize>() * t.dtype.size();
+        OwnedTensor::from_bytes(t.dtype, &t.shape, &bytes[..n.min(bytes.len())])
     }
 
     /// Selects the profile, sets every input shape, allocates the outputs, binds every
@@ -228,12 +241,7 @@ impl GpuBackend {
                 ));
             }
             let shape: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
-            let size = dtype_size(&spec.dtype).ok_or_else(|| {
-                Error::new(
-                    ErrorCode::InvalidOutput,
-                    format!("output '{}' has unsupported type {}", spec.name, spec.dtype),
-                )
-            })?;
+            let size = spec.dtype.size();
             let bytes = shape.iter().product::<usize>() * size;
             let buffer = stream
                 .alloc_zeros::<u8>(bytes.max(1))
@@ -243,7 +251,7 @@ impl GpuBackend {
                 DeviceTensor {
                     buffer,
                     shape,
-                    dtype: spec.dtype.clone(),
+                    dtype: spec.dtype,
                 },
             ));
         }
@@ -332,7 +340,7 @@ impl GpuBackend {
 pub struct DeviceTensor {
     buffer: CudaSlice<u8>,
     shape: Vec<usize>,
-    dtype: String,
+    dtype: DType,
 }
 
 impl DeviceTensor {
@@ -340,19 +348,13 @@ impl DeviceTensor {
     ///
     /// # Errors
     ///
-    /// [`ErrorCode::InvalidInput`] when the buffer is smaller than the shape needs or the
-    /// element type is unknown.
+    /// [`ErrorCode::InvalidInput`] when the buffer is smaller than the shape needs.
     pub fn from_buffer(
         buffer: CudaSlice<u8>,
-        dtype: &str,
+        dtype: DType,
         shape: Vec<usize>,
     ) -> Result<DeviceTensor> {
-        let size = dtype_size(dtype).ok_or_else(|| {
-            Error::new(
-                ErrorCode::InvalidInput,
-                format!("unknown element type {dtype}"),
-            )
-        })?;
+        let size = dtype.size();
         let needed = shape.iter().product::<usize>() * size;
         if buffer.len() < needed {
             return Err(Error::new(
@@ -366,7 +368,7 @@ impl DeviceTensor {
         Ok(DeviceTensor {
             buffer,
             shape,
-            dtype: dtype.to_string(),
+            dtype,
         })
     }
 
@@ -382,8 +384,8 @@ impl DeviceTensor {
 }
 
 impl TensorMeta for DeviceTensor {
-    fn dtype(&self) -> &str {
-        &self.dtype
+    fn dtype(&self) -> DType {
+        self.dtype
     }
     fn shape(&self) -> &[usize] {
         &self.shape
@@ -409,10 +411,10 @@ impl InFlight<'_> {
                 .stream
                 .clone_dtoh(&t.buffer)
                 .map_err(|e| cuda_error(&format!("downloading output '{}'", spec.name), e))?;
-            let n = t.shape.iter().product::<usize>() * dtype_size(&t.dtype).unwrap_or(1);
+            let n = t.shape.iter().product::<usize>() * t.dtype.size();
             result.push((
                 spec.name.clone(),
-                OwnedTensor::from_bytes(&t.dtype, &t.shape, &bytes[..n.min(bytes.len())])?,
+                OwnedTensor::from_bytes(t.dtype, &t.shape, &bytes[..n.min(bytes.len())])?,
             ));
         }
         slot.stream

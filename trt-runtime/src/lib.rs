@@ -68,7 +68,8 @@ mod validate;
 pub use error::{Error, ErrorCode, Result};
 pub use gpu::DeviceTensor;
 pub use session::{Backend, BackendKind, Pending, Session};
-pub use tensor::{Element, Outputs, OwnedTensor, TensorRef, dtype_size};
+pub use tensor::{Element, Outputs, OwnedTensor, TensorRef};
+pub use trt_manifest::DType;
 pub use trt_manifest::{Interface, Manifest};
 pub use validate::{TensorMeta, check_profile, select_profile};
 

@@ -155,7 +155,7 @@ impl Session {
         let outputs = manifest
             .interface
             .outputs()
-            .map(|t| (t.name.clone(), t.dtype.clone()))
+            .map(|t| (t.name.clone(), t.dtype))
             .collect();
         let cpu = crate::cpu::CpuBackend::new(&manifest.name, onnx, outputs)?;
         Ok(Session {

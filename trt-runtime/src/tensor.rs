@@ -4,12 +4,14 @@
 use half::f16;
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
+use trt_manifest::DType;
+
 use crate::error::{Error, ErrorCode, Result};
 
 /// Element types the runtime moves between host and engine.
 pub trait Element: Copy + Send + Sync + 'static {
-    /// The manifest's name of the type (`float32`, …).
-    const DTYPE: &'static str;
+    /// The element type.
+    const DTYPE: DType;
     /// Little-endian bytes of one value.
     fn write(self, out: &mut Vec<u8>);
     /// One value from little-endian bytes (`bytes.len() == size`).
@@ -48,7 +50,7 @@ macro_rules! elements {
 
         $(
             impl Element for $t {
-                const DTYPE: &'static str = $name;
+                const DTYPE: DType = DType::$variant;
                 const SIZE: usize = $size;
                 fn write(self, out: &mut Vec<u8>) {
                     out.extend_from_slice(&self.to_le_bytes());
@@ -80,9 +82,9 @@ macro_rules! elements {
         )*
 
         impl TensorRef<'_> {
-            /// Element type name.
-            pub fn dtype(&self) -> &'static str {
-                match self { $(TensorRef::$variant(_) => $name,)* }
+            /// Element type.
+            pub fn dtype(&self) -> DType {
+                match self { $(TensorRef::$variant(_) => DType::$variant,)* }
             }
 
             /// Shape.
@@ -105,9 +107,9 @@ macro_rules! elements {
         }
 
         impl OwnedTensor {
-            /// Element type name.
-            pub fn dtype(&self) -> &'static str {
-                match self { $(OwnedTensor::$variant(_) => $name,)* }
+            /// Element type.
+            pub fn dtype(&self) -> DType {
+                match self { $(OwnedTensor::$variant(_) => DType::$variant,)* }
             }
 
             /// Shape.
@@ -124,11 +126,11 @@ macro_rules! elements {
             ///
             /// # Errors
             ///
-            /// [`ErrorCode::InvalidOutput`] for an unknown type or a byte count that does not
+            /// [`ErrorCode::InvalidOutput`] for a type the runtime does not move or a byte count that does not
             /// match the shape.
-            pub fn from_bytes(dtype: &str, shape: &[usize], bytes: &[u8]) -> Result<OwnedTensor> {
+            pub fn from_bytes(dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<OwnedTensor> {
                 match dtype {
-                    $($name => {
+                    $(DType::$variant => {
                         let n: usize = shape.iter().product();
                         if bytes.len() != n * $size {
                             return Err(Error::new(ErrorCode::InvalidOutput, format!(
@@ -152,17 +154,6 @@ elements! {
     u8 => U8, "uint8", 1;
     i32 => I32, "int32", 4;
     i64 => I64, "int64", 8;
-}
-
-/// Size of one element of a manifest element type, if supported.
-pub fn dtype_size(dtype: &str) -> Option<usize> {
-    Some(match dtype {
-        "float32" | "int32" => 4,
-        "float16" => 2,
-        "float64" | "int64" => 8,
-        "int8" | "uint8" | "bool" => 1,
-        _ => return None,
-    })
 }
 
 /// The outputs of one call, by name.

@@ -1,21 +1,21 @@
 //! Checks every call's inputs against the manifest before anything runs: names, element
 //! types, ranks, fixed dims, and the dynamic dims against the optimization profiles.
 
-use trt_manifest::{Interface, shape_text};
+use trt_manifest::{DType, Interface, shape_text};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::tensor::TensorRef;
 
 /// What validation needs of a tensor: its element type and shape (host or device).
 pub trait TensorMeta {
-    /// Element type name (`float32`, …).
-    fn dtype(&self) -> &str;
+    /// Element type.
+    fn dtype(&self) -> DType;
     /// Shape.
     fn shape(&self) -> &[usize];
 }
 
 impl TensorMeta for TensorRef<'_> {
-    fn dtype(&self) -> &str {
+    fn dtype(&self) -> DType {
         TensorRef::dtype(self)
     }
     fn shape(&self) -> &[usize] {
@@ -24,7 +24,7 @@ impl TensorMeta for TensorRef<'_> {
 }
 
 impl<T: TensorMeta> TensorMeta for &T {
-    fn dtype(&self) -> &str {
+    fn dtype(&self) -> DType {
         (**self).dtype()
     }
     fn shape(&self) -> &[usize] {
@@ -189,13 +189,13 @@ mod tests {
                 TensorSpec {
                     name: "x".into(),
                     mode: Mode::Input,
-                    dtype: "float32".into(),
+                    dtype: DType::F32,
                     dims: vec![-1, 8],
                 },
                 TensorSpec {
                     name: "y".into(),
                     mode: Mode::Output,
-                    dtype: "float32".into(),
+                    dtype: DType::F32,
                     dims: vec![-1, 8],
                 },
             ],

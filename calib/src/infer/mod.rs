@@ -85,7 +85,7 @@ use tract_onnx::prelude::*;
 
 use crate::data::Sample;
 use crate::error::{Error, Result};
-use crate::model::{ElemType, Model, TensorInfo};
+use crate::model::{DType, Model, TensorInfo};
 
 type Plan = Arc<TypedRunnableModel>;
 type PlanSlot = Arc<OnceLock<std::result::Result<Plan, String>>>;
@@ -212,19 +212,19 @@ impl CpuModel {
             .ok_or_else(|| TractError::msg("the model runs on onnxruntime"))?;
         for (i, (shape, info)) in sig.iter().zip(&self.inputs).enumerate() {
             let dt = match info.elem_type {
-                ElemType::F32 => f32::datum_type(),
-                ElemType::F16 => f16::datum_type(),
-                ElemType::F64 => f64::datum_type(),
-                ElemType::I8 => i8::datum_type(),
-                ElemType::U8 => u8::datum_type(),
-                ElemType::I16 => i16::datum_type(),
-                ElemType::U16 => u16::datum_type(),
-                ElemType::I32 => i32::datum_type(),
-                ElemType::U32 => u32::datum_type(),
-                ElemType::I64 => i64::datum_type(),
-                ElemType::U64 => u64::datum_type(),
-                ElemType::Bool => bool::datum_type(),
-                ElemType::Bf16 => return Err(TractError::msg("bfloat16 inputs are not supported")),
+                DType::F32 => f32::datum_type(),
+                DType::F16 => f16::datum_type(),
+                DType::F64 => f64::datum_type(),
+                DType::I8 => i8::datum_type(),
+                DType::U8 => u8::datum_type(),
+                DType::I16 => i16::datum_type(),
+                DType::U16 => u16::datum_type(),
+                DType::I32 => i32::datum_type(),
+                DType::U32 => u32::datum_type(),
+                DType::I64 => i64::datum_type(),
+                DType::U64 => u64::datum_type(),
+                DType::Bool => bool::datum_type(),
+                DType::Bf16 => return Err(TractError::msg("bfloat16 inputs are not supported")),
             };
             m.set_input_fact(i, InferenceFact::dt_shape(dt, shape.clone()))?;
         }
