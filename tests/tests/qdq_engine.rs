@@ -21,13 +21,19 @@ fn build(model: &Model, profiles: &[Profile]) -> (usize, Vec<String>) {
     let lib = Library::load().unwrap();
     let builder = Builder::new(&lib, &logger).unwrap();
     let network = builder.network_from_onnx(&model.to_bytes(), None).unwrap();
-    let names: Vec<String> = network.inputs().into_iter().map(|t| t.name).collect();
+    let names: Vec<String> = network
+        .inputs()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
     assert_eq!(names, ["y_hat", "q", "dummy_input"]);
     assert!(
         network
             .inputs()
+            .unwrap()
             .iter()
-            .chain(&network.outputs())
+            .chain(&network.outputs().unwrap())
             .all(|t| t.data_type == DataType::FLOAT)
     );
     let mut config = builder.config().unwrap();

@@ -45,7 +45,7 @@ fn builds_engine_with_one_profile_and_reports_network_io() {
     let builder = Builder::new(&library(), &logger).unwrap();
     let network = builder.network_from_onnx(&two_input_onnx(), None).unwrap();
 
-    let inputs = network.inputs();
+    let inputs = network.inputs().unwrap();
     assert_eq!(inputs.len(), 2);
     assert_eq!(inputs[0].name, "x");
     assert_eq!(inputs[0].dims, vec![-1, 3, -1, -1]);
@@ -53,7 +53,7 @@ fn builds_engine_with_one_profile_and_reports_network_io() {
     assert_eq!(inputs[1].name, "q");
     assert_eq!(inputs[1].dims, vec![-1, 8]);
     assert_eq!(inputs[1].data_type, DataType::FLOAT);
-    let outputs = network.outputs();
+    let outputs = network.outputs().unwrap();
     assert_eq!(outputs.len(), 1);
     assert_eq!(outputs[0].name, "y");
     assert_eq!(outputs[0].dims.len(), 2);
@@ -153,9 +153,9 @@ fn deserializing_without_cuda_is_a_clear_error() {
             // Only on a machine with a supported GPU; then the engine must be usable.
             println!(
                 "a CUDA device is present: the engine deserialized ({} I/O tensors)",
-                engine.io_tensors().len()
+                engine.io_tensors().unwrap().len()
             );
-            assert_eq!(engine.io_tensors().len(), 3);
+            assert_eq!(engine.io_tensors().unwrap().len(), 3);
         }
         Err(e) => {
             assert_eq!(e.kind(), ErrorKind::TensorRt);

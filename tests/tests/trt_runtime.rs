@@ -60,8 +60,8 @@ fn manifest_matches_tensorrt_metadata_and_mismatches_are_listed() {
     let network = builder.network_from_onnx(&b.onnx, None).unwrap();
     let mut tensors = Vec::new();
     for (mode, list) in [
-        (Mode::Input, network.inputs()),
-        (Mode::Output, network.outputs()),
+        (Mode::Input, network.inputs().unwrap()),
+        (Mode::Output, network.outputs().unwrap()),
     ] {
         for t in list {
             tensors.push(TensorSpec {

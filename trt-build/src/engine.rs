@@ -109,6 +109,7 @@ pub(crate) fn build(
         (Mode::Input, network.inputs()),
         (Mode::Output, network.outputs()),
     ] {
+        let list = list.map_err(|e| engine_error(model, "listing the network's tensors", e))?;
         for t in list {
             let dtype = trt_manifest::DType::from_name(t.data_type.name()).ok_or_else(|| {
                 Error::new(

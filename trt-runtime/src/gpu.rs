@@ -68,7 +68,7 @@ pub(crate) fn cuda_device() -> Result<Arc<CudaContext>> {
 /// The interface TensorRT reports for a deserialized engine, in the manifest's terms.
 pub(crate) fn engine_interface(engine: &Engine, manifest: &Manifest) -> Result<Interface> {
     let tensors = engine
-        .io_tensors()
+        .io_tensors()?
         .into_iter()
         .map(|t| {
             let dtype = DType::from_name(t.data_type.name()).ok_or_else(|| {
