@@ -3,12 +3,17 @@
 //! the mode allows) and stored locally. A remote that fails costs one warning and the build
 //! goes on locally, except in `require` mode, where a missing entry is the error.
 
+#[cfg(feature = "remote-cache")]
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use trt_cache::{Entry, ErrorKind, LocalCache, Mode, Published, Remote, StoredEntry};
+use trt_cache::{Entry, ErrorKind, LocalCache, StoredEntry};
+#[cfg(feature = "remote-cache")]
+use trt_cache::{Mode, Published, Remote};
 
 use crate::env::Cargo;
-use crate::error::{Error, Kind};
+use crate::error::Error;
+#[cfg(feature = "remote-cache")]
+use crate::error::Kind;
 
 /// Where a model's entry came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,18 +29,56 @@ pub enum Origin {
 }
 
 /// The remote tier of one build, with its one warning.
+#[cfg(feature = "remote-cache")]
 #[derive(Debug)]
 pub(crate) struct RemoteTier {
     remote: Remote,
     warned: AtomicBool,
 }
 
+/// Without the `remote-cache` feature there is no remote tier (this type has no value).
+#[cfg(not(feature = "remote-cache"))]
+#[derive(Debug)]
+pub(crate) enum RemoteTier {}
+
+#[cfg(not(feature = "remote-cache"))]
 impl RemoteTier {
-    pub(crate) fn new(remote: Remote) -> Self {
-        RemoteTier {
-            remote,
-            warned: AtomicBool::new(false),
+    /// A configured remote is ignored with one warning: the cache never fails a build.
+    pub(crate) fn open(
+        config: Option<trt_cache::RemoteConfig>,
+        cargo: &Cargo,
+    ) -> Result<Option<RemoteTier>, Error> {
+        if let Some(c) = config {
+            cargo.warning(&format!(
+                "trt-build: the remote cache {} is configured but trt-build was compiled without its `remote-cache` feature; building locally",
+                c.display_url()
+            ));
         }
+        Ok(None)
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        match *self {}
+    }
+}
+
+#[cfg(feature = "remote-cache")]
+impl RemoteTier {
+    /// Opens the configured remote (no network traffic yet).
+    pub(crate) fn open(
+        config: Option<trt_cache::RemoteConfig>,
+        _cargo: &Cargo,
+    ) -> Result<Option<RemoteTier>, Error> {
+        config
+            .map(|c| {
+                Remote::open(c)
+                    .map(|remote| RemoteTier {
+                        remote,
+                        warned: AtomicBool::new(false),
+                    })
+                    .map_err(|e| Error::new(Kind::Declaration, e.to_string()))
+            })
+            .transpose()
     }
 
     pub(crate) fn describe(&self) -> String {
@@ -88,6 +131,7 @@ pub(crate) struct Found {
 impl Tiers<'_> {
     /// Local → remote → prebuilt. `Ok(None)`: build it. In `require` mode a remote miss or
     /// failure is an error naming the key, the remote and the cause.
+    #[cfg_attr(not(feature = "remote-cache"), allow(unused_variables, clippy::ptr_arg))]
     pub(crate) fn lookup(
         &self,
         model: &str,
@@ -109,6 +153,7 @@ impl Tiers<'_> {
             )),
             Err(e) => return Err(Error::io(format!("model `{model}`: local cache"), e)),
         }
+        #[cfg(feature = "remote-cache")]
         if let Some(tier) = self.remote {
             match tier.remote.fetch(key) {
                 Ok(Some((entry, transfer))) => {
@@ -159,6 +204,7 @@ impl Tiers<'_> {
 
     /// Publishes what was built here (or adopts the entry another machine published first,
     /// so every machine embeds the same bytes) and stores it locally.
+    #[cfg_attr(not(feature = "remote-cache"), allow(unused_variables, clippy::ptr_arg))]
     pub(crate) fn publish_and_store(
         &self,
         model: &str,
@@ -166,6 +212,9 @@ impl Tiers<'_> {
         cargo: &Cargo,
         log: &mut String,
     ) -> Result<Found, Error> {
+        #[cfg(not(feature = "remote-cache"))]
+        let (entry, note) = (built, "built".to_string());
+        #[cfg(feature = "remote-cache")]
         let (entry, note) = match self.remote {
             None => (built, "built".to_string()),
             Some(tier) => match tier.remote.publish(&built) {

@@ -518,13 +518,7 @@ impl Builder {
             })
             .map_err(|e| Error::new(Kind::Declaration, e.to_string()))?,
         };
-        let remote = remote_config
-            .map(|c| {
-                trt_cache::Remote::open(c)
-                    .map(cache::RemoteTier::new)
-                    .map_err(|e| Error::new(Kind::Declaration, e.to_string()))
-            })
-            .transpose()?;
+        let remote = cache::RemoteTier::open(remote_config, &cargo)?;
         let tiers = cache::Tiers {
             local: trt_cache::LocalCache::new(cache_dir),
             remote: remote.as_ref(),

@@ -11,19 +11,26 @@
 //!   time-outs on every operation and a remote that fails once is marked down, so a build
 //!   never fails or hangs because of the cache.
 //!
+//! The `remote` feature (default) builds the remote tier; without it only [`RemoteConfig`]
+//! (parsing) remains, and the OpenDAL/HTTP stack is not compiled.
+//!
 //! `trt-build` looks up local → remote → prebuilt directory → build, and uploads what it
 //! built; `cargo xtask cache` lists, verifies and prunes either tier.
 
+mod config;
 mod entry;
 mod error;
 mod local;
 pub mod prune;
+#[cfg(feature = "remote")]
 mod remote;
 
+pub use config::{DEFAULT_TIMEOUT, ENV_VARS, Mode, RemoteConfig};
 pub use entry::{
     ENGINE, Entry, EntryIndex, INDEX, MANIFEST, MAX_ENTRY_BYTES, ONNX, is_key, sha256,
 };
 pub use error::{Error, ErrorKind};
 pub use local::{EntryInfo, LocalCache, StoredEntry};
 pub use prune::PrunePolicy;
-pub use remote::{DEFAULT_TIMEOUT, ENV_VARS, Mode, Published, Remote, RemoteConfig, Transfer};
+#[cfg(feature = "remote")]
+pub use remote::{Published, Remote, Transfer};
