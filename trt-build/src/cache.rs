@@ -131,7 +131,10 @@ pub(crate) struct Found {
 impl Tiers<'_> {
     /// Local → remote → prebuilt. `Ok(None)`: build it. In `require` mode a remote miss or
     /// failure is an error naming the key, the remote and the cause.
-    #[cfg_attr(not(feature = "remote-cache"), allow(unused_variables, clippy::ptr_arg))]
+    #[cfg_attr(
+        not(feature = "remote-cache"),
+        allow(unused_variables, clippy::ptr_arg)
+    )]
     pub(crate) fn lookup(
         &self,
         model: &str,
@@ -204,7 +207,10 @@ impl Tiers<'_> {
 
     /// Publishes what was built here (or adopts the entry another machine published first,
     /// so every machine embeds the same bytes) and stores it locally.
-    #[cfg_attr(not(feature = "remote-cache"), allow(unused_variables, clippy::ptr_arg))]
+    #[cfg_attr(
+        not(feature = "remote-cache"),
+        allow(unused_variables, clippy::ptr_arg)
+    )]
     pub(crate) fn publish_and_store(
         &self,
         model: &str,

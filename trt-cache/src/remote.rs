@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use opendal::Operator;
-use opendal::layers::TimeoutLayer;
+use opendal::layers::{RetryLayer, TimeoutLayer};
 
 use crate::config::{Mode, RemoteConfig};
 use crate::entry::{self, Entry};
@@ -128,8 +128,18 @@ fn operator(config: &RemoteConfig) -> Result<(Operator, String), Error> {
     };
     let (op, backend) = built.map_err(|e| config_error(config, &e).with_source(e))?;
     let t = config.timeout();
+    // A temporary failure (a dropped connection, a 5xx) is tried twice more after a short
+    // back-off; the time-out bounds each step including those retries (the time-out layer
+    // wraps the retry layer), so a hung server costs one time-out per step.
     Ok((
-        op.layer(TimeoutLayer::new().with_timeout(t).with_io_timeout(t)),
+        op.layer(
+            RetryLayer::new()
+                .with_max_times(2)
+                .with_min_delay(Duration::from_millis(100))
+                .with_max_delay(Duration::from_millis(500))
+                .with_jitter(),
+        )
+        .layer(TimeoutLayer::new().with_timeout(t).with_io_timeout(t)),
         backend,
     ))
 }
@@ -334,6 +344,12 @@ impl Remote {
                 }
                 Ok(None) => {}
                 Err(e) if e.kind() == ErrorKind::Corrupt && attempt == 0 => {
+                    // A server whose writes are not atomic may show another machine's upload
+                    // in flight: look again before replacing it.
+                    std::thread::sleep(Duration::from_millis(500));
+                    if let Ok(Some((winner, transfer))) = self.fetch(key) {
+                        return Ok(Published::Existing(Box::new(winner), transfer));
+                    }
                     self.remove(key)?;
                 }
                 Err(e) => return Err(e),
