@@ -5,8 +5,9 @@
 //!
 //! A test that needs a server calls [`Server::s3`] (etc.); when the binary is missing it gets
 //! `Err(reason)`, prints `SKIPPED: …` through [`skip`] and returns — unless
-//! `TRT_TEST_REQUIRE_SERVERS=1` (set by `cargo xtask test`), where a missing server fails the
-//! test.
+//! the server is required by `TRT_TEST_REQUIRE_SERVERS` (`1` for all, or a list such as
+//! `s3,webdav,redis`; `cargo xtask test` sets it to every server it installed), where a missing
+//! server fails the test.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -20,15 +21,19 @@ pub const S3_SECRET_KEY: &str = "trt-test-secret-0123456789";
 /// Bucket created on the S3 test server.
 pub const S3_BUCKET: &str = "engines";
 
-/// Whether missing servers fail tests (`TRT_TEST_REQUIRE_SERVERS=1`).
-pub fn required() -> bool {
-    std::env::var("TRT_TEST_REQUIRE_SERVERS").is_ok_and(|v| v == "1")
+/// Whether a missing `kind` of server (`s3`, `webdav`, `redis`) fails tests
+/// (`TRT_TEST_REQUIRE_SERVERS`: `1` for all, or a comma-separated list).
+pub fn required(kind: &str) -> bool {
+    std::env::var("TRT_TEST_REQUIRE_SERVERS")
+        .is_ok_and(|v| v == "1" || v.split(',').any(|k| k.trim() == kind))
 }
 
-/// Prints why a test did not run, or panics when servers are required.
+/// Prints why a test did not run, or panics when the server is required. `reason` starts
+/// with the server's kind (`s3: …`), as [`Server`]'s constructors write it.
 pub fn skip(test: &str, reason: &str) {
-    if required() {
-        panic!("{test}: TRT_TEST_REQUIRE_SERVERS=1 but {reason}");
+    let kind = reason.split(':').next().unwrap_or_default();
+    if required(kind) {
+        panic!("{test}: TRT_TEST_REQUIRE_SERVERS requires {kind}, but {reason}");
     }
     eprintln!("SKIPPED {test}: {reason} (run `cargo xtask setup-servers`, or `cargo xtask test`)");
 }
@@ -129,6 +134,10 @@ impl Server {
 
     /// `s3s-fs` with [`S3_ACCESS_KEY`]/[`S3_SECRET_KEY`] and the bucket [`S3_BUCKET`].
     pub fn s3() -> Result<Server, String> {
+        Self::s3_inner().map_err(|e| format!("s3: {e}"))
+    }
+
+    fn s3_inner() -> Result<Server, String> {
         let bin = find(
             "TRT_TEST_S3S_FS",
             &[repo_root().join(".trt/tools/bin/s3s-fs")],
@@ -147,6 +156,10 @@ impl Server {
 
     /// `redis-server`, no persistence, with `requirepass` when `password` is given.
     pub fn redis(password: Option<&str>) -> Result<Server, String> {
+        Self::redis_inner(password).map_err(|e| format!("redis: {e}"))
+    }
+
+    fn redis_inner(password: Option<&str>) -> Result<Server, String> {
         let bin = find("TRT_TEST_REDIS_SERVER", &[], "redis-server")?;
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let data = dir.path().to_path_buf();
@@ -165,6 +178,10 @@ impl Server {
     /// nginx serving a directory over WebDAV (PUT/DELETE/MOVE plus PROPFIND from the
     /// dav-ext module).
     pub fn webdav() -> Result<Server, String> {
+        Self::webdav_inner().map_err(|e| format!("webdav: {e}"))
+    }
+
+    fn webdav_inner() -> Result<Server, String> {
         let bin = find(
             "TRT_TEST_NGINX",
             &[PathBuf::from("/usr/sbin/nginx")],

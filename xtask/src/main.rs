@@ -457,12 +457,12 @@ fn test() -> Result {
 
     // 4. The whole suite, against TensorRT-RTX 1.7, with the storage servers of the
     //    remote-cache tests required (a missing one fails instead of skipping).
-    let s3s_fs = servers::setup_servers()?;
+    let servers = servers::setup_servers()?;
     run(cargo()
         .current_dir(&root)
         .args(["test", "--workspace"])
-        .env("TRT_TEST_REQUIRE_SERVERS", "1")
-        .env("TRT_TEST_S3S_FS", &s3s_fs))?;
+        .env("TRT_TEST_REQUIRE_SERVERS", &servers.required)
+        .env("TRT_TEST_S3S_FS", &servers.s3s_fs))?;
 
     // 5. The CI slice of the real-model corpus: calibration with every method and an INT8
     //    engine build per model (ignored in a plain `cargo test`, which has no corpus).
