@@ -48,4 +48,12 @@ fn a_forced_engine_runs_the_model_and_both_engines_agree() {
         worst <= 1e-4 * scale.max(1.0),
         "engines differ by {worst} (scale {scale})"
     );
+
+    // Calibration observes graph inputs too: asked for as an output, an input comes back as
+    // given (onnxruntime itself returns undefined values for it; found by `bench engines`).
+    let observing = CpuModel::new(&model, &["y_hat".to_string()]).unwrap();
+    let out = observing.run(sample).unwrap();
+    let y_hat = to_f32(out.last().unwrap()).unwrap();
+    let given = calib::infer::to_f32(&sample.get("y_hat").unwrap().to_tract()).unwrap();
+    assert_eq!(y_hat, given);
 }

@@ -65,6 +65,12 @@ impl OrtModel {
         let env = environment()?;
         if let Some(g) = proto.graph.as_mut() {
             for name in outputs {
+                // A graph input asked for as an output (calibration observes inputs too) is
+                // answered from the call's own input, not by onnxruntime, which returns
+                // undefined values for it.
+                if g.input.iter().any(|i| &i.name == name) {
+                    continue;
+                }
                 if !g.output.iter().any(|o| &o.name == name) {
                     g.output.push(pb::ValueInfoProto {
                         name: name.clone(),
@@ -89,6 +95,11 @@ impl OrtModel {
 
     /// Runs one call; inputs by name, outputs in the order given to [`OrtModel::new`].
     pub(crate) fn run(&self, inputs: Vec<(String, &HostTensor)>) -> Result<Vec<Tensor>, String> {
+        let given: Vec<(String, Tensor)> = inputs
+            .iter()
+            .filter(|(name, _)| self.outputs.contains(name))
+            .map(|(name, t)| (name.clone(), t.to_tract()))
+            .collect();
         let mut values: Vec<(String, DynValue)> = Vec::with_capacity(inputs.len());
         for (name, t) in inputs {
             values.push((
@@ -103,6 +114,9 @@ impl OrtModel {
         self.outputs
             .iter()
             .map(|name| {
+                if let Some((_, t)) = given.iter().find(|(n, _)| n == name) {
+                    return Ok(t.clone());
+                }
                 let v = out
                     .get(name)
                     .ok_or_else(|| format!("onnxruntime returned no output '{name}'"))?;
