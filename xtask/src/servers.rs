@@ -45,7 +45,15 @@ pub(crate) fn setup_servers() -> Result<Servers> {
     if !bin.is_file() {
         run(cargo()
             .args(["install", "s3s-fs", "--version", S3S_FS_VERSION])
-            .args(["--features", "binary", "--locked", "--quiet", "--root"])
+            // `--debug`: a test server need not be fast, and an unoptimised build compiles faster.
+            .args([
+                "--features",
+                "binary",
+                "--locked",
+                "--debug",
+                "--quiet",
+                "--root",
+            ])
             .arg(&tools)
             .env("CARGO_TARGET_DIR", root().join("target").join("s3s-fs")))?;
     }
