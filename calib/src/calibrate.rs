@@ -105,7 +105,7 @@ impl Calibration {
     /// [`Error::Io`] naming the file.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let json = serde_json::to_vec_pretty(self).expect("calibration is always serializable");
-        write_atomic(path.as_ref(), &json)
+        Ok(write_atomic(path.as_ref(), &json)?)
     }
 
     /// Loads a saved calibration.
@@ -339,7 +339,7 @@ impl<'m> Calibrator<'m> {
                 .map(|r| {
                     let s = source.load(r, &inputs)?;
                     s.validate(&inputs, &self.profiles)?;
-                    Ok(cpu.signature(&s))
+                    Ok(cpu.signature(s.shapes()))
                 })
                 .collect::<Result<Vec<_>>>()
         })?;
@@ -487,7 +487,7 @@ impl<'m> Calibrator<'m> {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(profile);
         }
-        let outputs = cpu.run(&sample)?;
+        let outputs = cpu.run(sample.id(), sample.inputs())?;
         let mut stats = template.to_vec();
         for (s, &i) in stats.iter_mut().zip(index) {
             observe(s, &outputs[i])?;

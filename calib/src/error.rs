@@ -94,13 +94,6 @@ impl Error {
         }
     }
 
-    pub(crate) fn inference(context: impl Into<String>, err: impl fmt::Display) -> Self {
-        Error::Inference {
-            context: context.into(),
-            message: format!("{err:#}"),
-        }
-    }
-
     pub(crate) fn options(message: impl Into<String>) -> Self {
         Error::Options {
             message: message.into(),
@@ -148,6 +141,31 @@ impl std::error::Error for Error {
         match self {
             Error::Io { source, .. } => Some(source),
             _ => None,
+        }
+    }
+}
+
+impl From<trt_cpu::Error> for Error {
+    fn from(e: trt_cpu::Error) -> Self {
+        match e {
+            trt_cpu::Error::Io { path, source } => Error::Io { path, source },
+            trt_cpu::Error::Decode { path, message } => Error::Decode { path, message },
+            trt_cpu::Error::Model { model, message } => Error::Model { model, message },
+            trt_cpu::Error::Input {
+                call,
+                input,
+                message,
+            } => Error::Sample {
+                sample: call,
+                input: Some(input),
+                message,
+            },
+            trt_cpu::Error::Inference { context, message } => Error::Inference { context, message },
+            trt_cpu::Error::Options { message } => Error::Options { message },
+            other => Error::Inference {
+                context: "CPU inference".into(),
+                message: other.to_string(),
+            },
         }
     }
 }

@@ -177,7 +177,7 @@ fn evaluate(
                 s.with(name.clone(), zeros(info, shape))
             },
         );
-        let out = cpu.run(&sample)?;
+        let out = cpu.run(sample.id(), sample.inputs())?;
         for (j, t) in out[first..].iter().enumerate() {
             let v = t.cast_to::<bool>().ok().and_then(|b| {
                 b.to_plain_array_view::<bool>()

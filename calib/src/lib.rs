@@ -22,12 +22,10 @@
 //!
 //! # Pieces
 //!
-//! - [`model`]: ONNX read/write with `tract-onnx`'s prost types, external data in and out
-//!   (confined to the model's folder), inputs/outputs with symbolic dims kept symbolic.
-//! - [`check`]: structural checks of a graph before any engine sees it.
+//! - [`model`], [`check`], [`infer`]: re-exported from `trt-cpu` (ONNX read/write and checks,
+//!   CPU inference), which the runtime's CPU fallback shares.
 //! - [`opset`]: opset 11/12 raised to 13 for per-channel Q/DQ; [`fold`]: `If` nodes decided by
 //!   the declared shapes (or by constant inputs) replaced by their branch.
-//! - [`infer`]: CPU inference with concrete-shape tract plans, onnxruntime where tract cannot.
 //! - [`tune`]: [`Method::Auto`]'s choice and accuracy targets (sensitive nodes kept in float).
 //! - [`data`]: samples (one tensor per input) from `<sample>/<input>.npy` directories, `.npz`
 //!   files or code; every sample is checked (names, element types, ranks, fixed dims, profile
@@ -58,13 +56,13 @@
 //! measure the model as it will be built.
 
 pub mod calibrate;
-pub mod check;
+pub use trt_cpu::check;
 pub mod data;
 mod error;
 pub mod fold;
 pub mod fp16;
-pub mod infer;
-pub mod model;
+pub use trt_cpu::infer;
+pub use trt_cpu::model;
 mod npy;
 pub use npy::MAX_ARRAY_BYTES;
 pub mod observer;
@@ -77,9 +75,9 @@ pub mod tune;
 pub use calibrate::{Calibration, Calibrator, Progress};
 pub use data::{HostTensor, Sample, Source, TensorData};
 pub use error::{Error, Result};
-pub use infer::CpuModel;
-pub use model::{DType, Dim, Model, TensorInfo, WeightStorage};
 pub use observer::Method;
 pub use profile::{Profile, ShapeRange};
 pub use qdq::{Exclusions, Placement};
 pub use report::Report;
+pub use trt_cpu::CpuModel;
+pub use trt_cpu::{DType, Dim, Model, TensorInfo, WeightStorage};

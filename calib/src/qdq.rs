@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tract_onnx::pb;
 
 use crate::error::{Error, Result};
-use crate::model::{DType, Model};
+use crate::model::{DType, Model, initializer_f32};
 use crate::observer::{quantize, scale_for};
 use crate::opset;
 
@@ -284,25 +284,6 @@ fn place_in(model: &Model, exclusions: &Exclusions) -> Result<Placement> {
         skipped,
         per_tensor_weights: None,
     })
-}
-
-/// Float32 values of an initializer.
-pub(crate) fn initializer_f32(t: &pb::TensorProto) -> Option<Vec<f32>> {
-    if t.data_type != DType::F32.to_onnx() {
-        return None;
-    }
-    if !t.float_data.is_empty() {
-        return Some(t.float_data.clone());
-    }
-    if !t.raw_data.len().is_multiple_of(4) {
-        return None;
-    }
-    Some(
-        t.raw_data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-    )
 }
 
 /// Per-channel symmetric quantization of a weight along `axis`: (int8 values, scales).

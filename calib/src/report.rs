@@ -170,7 +170,7 @@ fn accumulate(
         let sample = sample?;
         if count == 0 {
             // Both models on one engine, so the report measures quantization alone.
-            let sig = a.signature(&sample);
+            let sig = a.signature(sample.shapes());
             match (a.tract_runs(&sig), b.tract_runs(&sig)) {
                 (Ok(()), Ok(())) => {
                     a.prepare(std::slice::from_ref(&sig))?;
@@ -183,7 +183,10 @@ fn accumulate(
                 }
             }
         }
-        let (ra, rb) = (a.run(&sample)?, b.run(&sample)?);
+        let (ra, rb) = (
+            a.run(sample.id(), sample.inputs())?,
+            b.run(sample.id(), sample.inputs())?,
+        );
         for (i, acc) in accs.iter_mut().enumerate() {
             acc.add(&to_f32(&ra[i])?, &to_f32(&rb[i])?, ra[i].shape());
         }

@@ -253,7 +253,7 @@ impl Evaluator<'_> {
         let cpu = CpuModel::new(model, &[])?;
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); cpu.output_names().len()];
         for s in samples {
-            for (acc, t) in out.iter_mut().zip(cpu.run(s)?) {
+            for (acc, t) in out.iter_mut().zip(cpu.run(s.id(), s.inputs())?) {
                 acc.extend(to_f32(&t)?);
             }
         }

@@ -256,7 +256,10 @@ fn opset_11_is_raised_to_13_with_the_same_numbers_and_per_channel_weights() {
         calib::CpuModel::new(&raised, &[]).unwrap(),
     );
     for s in &samples {
-        let (x, y) = (a.run(s).unwrap(), b.run(s).unwrap());
+        let (x, y) = (
+            a.run(s.id(), s.inputs()).unwrap(),
+            b.run(s.id(), s.inputs()).unwrap(),
+        );
         let (x, y) = (
             calib::infer::to_f32(&x[0]).unwrap(),
             calib::infer::to_f32(&y[0]).unwrap(),

@@ -77,7 +77,7 @@ fn run(out_of_profile: bool) -> Result<(), Box<dyn std::error::Error>> {
             out.x_hat.shape(),
             latency.as_secs_f64() * 1e3
         );
-        let fp32 = calib::infer::to_f32(&reference.run(sample)?[0])?;
+        let fp32 = calib::infer::to_f32(&reference.run(sample.id(), sample.inputs())?[0])?;
         for (&a, &b) in fp32.iter().zip(out.x_hat.iter()) {
             err2 += ((a - b) as f64).powi(2);
             lo = lo.min(a as f64);

@@ -161,7 +161,7 @@ fn cpu_backend_matches_the_reference() {
     let qdq = calib::Model::from_bytes(&built().onnx, "qdq").unwrap();
     let reference = calib::CpuModel::new(&qdq, &[])
         .unwrap()
-        .run(&sample)
+        .run(sample.id(), sample.inputs())
         .unwrap();
     assert_eq!(
         calib::infer::to_f32(&reference[0]).unwrap(),
@@ -169,7 +169,7 @@ fn cpu_backend_matches_the_reference() {
     );
     let fp32 = calib::CpuModel::new(&seed_decoder(tests::SEED_MODEL), &[])
         .unwrap()
-        .run(&sample)
+        .run(sample.id(), sample.inputs())
         .unwrap();
     let r = calib::infer::to_f32(&fp32[0]).unwrap();
     let cos = r.iter().zip(x.iter()).map(|(a, b)| a * b).sum::<f32>()

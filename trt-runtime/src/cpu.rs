@@ -1,9 +1,11 @@
 //! The CPU backend (feature `cpu`): runs the embedded ONNX (Q/DQ for INT8 engines, so the
-//! numerics are the INT8-simulated ones the calibration report measured) with tract.
+//! numerics are the INT8-simulated ones the calibration report measured) with `trt-cpu`
+//! (tract, or onnxruntime where tract cannot run the model). Each input is copied once, from
+//! the caller's view into the engine's tensor.
 
-use calib::infer::to_f32;
-use calib::{CpuModel, HostTensor, Model, Sample, TensorData};
 use half::f16;
+use trt_cpu::infer::to_f32;
+use trt_cpu::{CpuModel, Model, Tensor};
 use trt_manifest::DType;
 
 use crate::error::{Error, ErrorCode, Result};
@@ -33,21 +35,21 @@ impl CpuBackend {
     }
 
     pub(crate) fn run(&self, inputs: &[(&str, TensorRef<'_>)]) -> Result<Outputs> {
-        let mut sample = Sample::new("call");
+        let mut tensors = Vec::with_capacity(inputs.len());
         for (name, t) in inputs {
-            let shape = t.shape().to_vec();
-            let data = match t {
-                TensorRef::F32(a) => TensorData::F32(a.iter().copied().collect()),
-                TensorRef::F16(a) => TensorData::F16(a.iter().copied().collect()),
-                TensorRef::F64(a) => TensorData::F64(a.iter().copied().collect()),
-                TensorRef::I8(a) => TensorData::I8(a.iter().copied().collect()),
-                TensorRef::U8(a) => TensorData::U8(a.iter().copied().collect()),
-                TensorRef::I32(a) => TensorData::I32(a.iter().copied().collect()),
-                TensorRef::I64(a) => TensorData::I64(a.iter().copied().collect()),
-            };
-            sample = sample.with(*name, HostTensor::new(shape, data));
+            let tensor = match t {
+                TensorRef::F32(a) => engine_tensor(a),
+                TensorRef::F16(a) => engine_tensor(a),
+                TensorRef::F64(a) => engine_tensor(a),
+                TensorRef::I8(a) => engine_tensor(a),
+                TensorRef::U8(a) => engine_tensor(a),
+                TensorRef::I32(a) => engine_tensor(a),
+                TensorRef::I64(a) => engine_tensor(a),
+            }
+            .map_err(cpu_error)?;
+            tensors.push((*name, tensor));
         }
-        let values = self.model.run(&sample).map_err(cpu_error)?;
+        let values = self.model.run("call", tensors).map_err(cpu_error)?;
         let mut out = Vec::new();
         for ((name, dtype), value) in self.outputs.iter().zip(values) {
             let shape = value.shape().to_vec();
@@ -73,5 +75,19 @@ impl CpuBackend {
             out.push((name.clone(), tensor));
         }
         Ok(Outputs::new(out))
+    }
+}
+
+/// The engine's tensor of a view: one copy (from the view's memory when it is contiguous,
+/// else element by element in logical order).
+fn engine_tensor<T: trt_cpu::Datum + Copy>(
+    a: &ndarray::ArrayViewD<'_, T>,
+) -> std::result::Result<Tensor, String> {
+    match a.as_slice() {
+        Some(values) => Tensor::from_shape(a.shape(), values).map_err(|e| e.to_string()),
+        None => {
+            let values: Vec<T> = a.iter().copied().collect();
+            Tensor::from_shape(a.shape(), &values).map_err(|e| e.to_string())
+        }
     }
 }

@@ -47,7 +47,9 @@
 //!
 //! # Feature flags
 //!
-//! - `cpu` (default): the CPU fallback backend (pulls in tract through `calib`).
+//! - `cpu` (default): the CPU fallback backend (tract through `trt-cpu`; one copy of each input).
+//! - `cpu-onnxruntime`: the CPU fallback also runs models tract cannot, on onnxruntime
+//!   (`ORT_DYLIB_PATH`).
 //! - `gpu-tests`: compiles the GPU test suite (`tests/gpu.rs`).
 //!
 //! # Running the GPU tests

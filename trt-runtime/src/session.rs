@@ -84,7 +84,10 @@ impl Session {
                 format!("the embedded manifest is not valid: {e}"),
             )
         })?;
-        let hash = hex::encode(Sha256::digest(engine));
+        let hash: String = Sha256::digest(engine)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         if hash != manifest.engine_sha256 {
             return Err(Error::new(
                 ErrorCode::CorruptEngine,

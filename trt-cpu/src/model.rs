@@ -98,7 +98,7 @@ pub enum WeightStorage {
 const PROTOBUF_LIMIT: usize = (2 << 30) - 1;
 
 /// Whether a dimension name is a real symbol rather than a placeholder (`?`, an expression).
-pub(crate) fn is_symbol(p: &str) -> bool {
+pub fn is_symbol(p: &str) -> bool {
     !p.is_empty()
         && p != "?"
         && p.chars()
@@ -520,4 +520,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         Error::io(path, e)
     })
+}
+
+/// Float32 values of an initializer.
+pub fn initializer_f32(t: &pb::TensorProto) -> Option<Vec<f32>> {
+    if t.data_type != DType::F32.to_onnx() {
+        return None;
+    }
+    if !t.float_data.is_empty() {
+        return Some(t.float_data.clone());
+    }
+    if !t.raw_data.len().is_multiple_of(4) {
+        return None;
+    }
+    Some(
+        t.raw_data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+    )
 }

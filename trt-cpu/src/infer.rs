@@ -14,13 +14,11 @@
 //! recently used evicted), which bounds memory: optimised plans hold packed copies of weights.
 //!
 //! When tract cannot run a model even with concrete shapes, [`CpuModel`] moves it to
-//! onnxruntime ([`ort_engine`]) if that library is available, and logs why (once per model).
+//! onnxruntime ([`crate::onnxruntime`]) if that library is available, and logs why (once per model).
 //! The choice is made from the set of shape signatures a caller declares with
 //! [`CpuModel::prepare`], so it does not depend on call order. [`set_engine_choice`] (the
 //! CLI's `--engine`) or `TRT_CALIB_ENGINE=tract|onnxruntime|auto` forces one engine, to compare
 //! them (`BENCHMARKS.md`) or to rule one out.
-
-pub mod ort_engine;
 
 /// Which CPU engine runs models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -83,7 +81,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
-use crate::data::Sample;
 use crate::error::{Error, Result};
 use crate::model::{DType, Model, TensorInfo};
 
@@ -104,7 +101,7 @@ pub type ShapeSignature = Vec<Vec<usize>>;
 #[derive(Debug)]
 enum Engine {
     Tract,
-    Ort(ort_engine::OrtModel),
+    Ort(crate::onnxruntime::OrtModel),
 }
 
 #[derive(Debug, Default)]
@@ -169,7 +166,7 @@ impl CpuModel {
         let ctx = |step: &str| format!("{name}: {step}");
         crate::check::check(model)?;
         // tract's Q/DQ take float32 scales; FP16 models get the equivalent float32 form.
-        let widened = crate::fp16::widen_qdq_for_tract(model);
+        let widened = crate::widen::widen_qdq_for_tract(model);
         let original = widened.as_ref().unwrap_or(model).proto();
         let proto = without_shape_annotations(original);
         let mut template = tract_onnx::onnx()
@@ -281,7 +278,7 @@ impl CpuModel {
                 format!(
                     "{} {}",
                     i.name,
-                    crate::profile::format_shape(&s.iter().map(|&d| d as i64).collect::<Vec<_>>())
+                    trt_manifest::shape_text(&s.iter().map(|&d| d as i64).collect::<Vec<_>>())
                 )
             })
             .collect();
@@ -295,7 +292,7 @@ impl CpuModel {
             Some((name, op)) => format!("node '{name}' (operator {op})"),
             None => "the graph".to_string(),
         };
-        let ort = match ort_engine::available() {
+        let ort = match crate::onnxruntime::available() {
             Ok(()) => String::new(),
             Err(why) => format!(
                 "; onnxruntime, the second engine, would run it but is not available: {why}"
@@ -317,14 +314,20 @@ impl CpuModel {
         &self.inputs
     }
 
-    /// The shape signature of a sample (its input shapes in input order).
-    pub fn signature(&self, sample: &Sample) -> ShapeSignature {
+    /// The shape signature of a call's named inputs (their shapes in model-input order; an
+    /// input not given has an empty shape).
+    pub fn signature<'a>(
+        &self,
+        inputs: impl IntoIterator<Item = (&'a str, &'a [usize])> + Clone,
+    ) -> ShapeSignature {
         self.inputs
             .iter()
             .map(|i| {
-                sample
-                    .get(&i.name)
-                    .map(|t| t.shape().to_vec())
+                inputs
+                    .clone()
+                    .into_iter()
+                    .find(|(n, _)| *n == i.name)
+                    .map(|(_, s)| s.to_vec())
                     .unwrap_or_default()
             })
             .collect()
@@ -362,7 +365,7 @@ impl CpuModel {
             self.proto.lock().unwrap_or_else(|e| e.into_inner()).take();
             return Ok(());
         };
-        if choice == EngineChoice::Tract || ort_engine::available().is_err() {
+        if choice == EngineChoice::Tract || crate::onnxruntime::available().is_err() {
             return Err(failure);
         }
         self.use_onnxruntime(&failure.to_string())
@@ -380,7 +383,7 @@ impl CpuModel {
             return Ok(());
         }
         let context = || format!("{}: onnxruntime ({reason})", self.name);
-        ort_engine::available().map_err(|e| Error::inference(context(), e))?;
+        crate::onnxruntime::available().map_err(|e| Error::inference(context(), e))?;
         let proto = self
             .proto
             .lock()
@@ -392,7 +395,7 @@ impl CpuModel {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        let ort = ort_engine::OrtModel::new(proto, &self.outputs)
+        let ort = crate::onnxruntime::OrtModel::new(proto, &self.outputs)
             .map_err(|e| Error::inference(context(), e))?;
         log::warn!("{}: running on onnxruntime because {reason}", self.name);
         self.plans
@@ -419,31 +422,42 @@ impl CpuModel {
         })
     }
 
-    /// Runs one sample (inputs by name) and returns every output.
+    /// Runs one call: `inputs` by name (any order; extra names are ignored), converted by
+    /// the caller once into tract tensors and moved here. Returns every output, in
+    /// [`CpuModel::output_names`] order. `call` names the call in errors (a sample's id).
     ///
     /// # Errors
     ///
-    /// [`Error::Sample`] for a missing input, [`Error::Inference`] when the engine fails.
-    pub fn run(&self, sample: &Sample) -> Result<Vec<Tensor>> {
-        let mut tensors = Vec::with_capacity(self.inputs.len());
+    /// [`Error::Input`] for a missing input, [`Error::Inference`] when the engine fails.
+    pub fn run(&self, call: &str, inputs: Vec<(&str, Tensor)>) -> Result<Vec<Tensor>> {
+        let mut given: Vec<Option<Tensor>> = Vec::with_capacity(self.inputs.len());
+        let mut inputs = inputs;
         for input in &self.inputs {
-            let t = sample
-                .get(&input.name)
-                .ok_or_else(|| Error::sample(sample.id(), Some(&input.name), "missing"))?;
-            tensors.push((input.name.clone(), t));
+            let at = inputs
+                .iter()
+                .position(|(n, _)| *n == input.name)
+                .ok_or_else(|| Error::Input {
+                    call: call.to_string(),
+                    input: input.name.clone(),
+                    message: "missing".into(),
+                })?;
+            given.push(Some(inputs.swap_remove(at).1));
         }
-        let sig = self.signature(sample);
+        let tensors: Vec<(String, Tensor)> = self
+            .inputs
+            .iter()
+            .zip(given)
+            .map(|(i, t)| (i.name.clone(), t.expect("filled above")))
+            .collect();
+        let sig: ShapeSignature = tensors.iter().map(|(_, t)| t.shape().to_vec()).collect();
         self.prepare(std::slice::from_ref(&sig))?;
-        let fail =
-            |e: String| Error::inference(format!("{}: sample {}", self.name, sample.id()), e);
+        let fail = |e: String| Error::inference(format!("{}: {call}", self.name), e);
         match self.engine.get() {
             Some(Engine::Ort(ort)) => ort.run(tensors).map_err(fail),
             _ => {
                 let plan = self.plan_for(&sig)?;
-                let values: TVec<TValue> = tensors
-                    .iter()
-                    .map(|(_, t)| t.to_tract().into_tvalue())
-                    .collect();
+                let values: TVec<TValue> =
+                    tensors.into_iter().map(|(_, t)| t.into_tvalue()).collect();
                 let out = contained(|| plan.run(values))
                     .map_err(|p| fail(format!("tract panicked while running: {p}")))?
                     .map_err(|e| fail(format!("{e:#}")))?;

@@ -1,0 +1,30 @@
+//! ONNX models on the CPU: reading, writing and checking them, and running them.
+//!
+//! This crate is shared by calibration (`calib`, which runs the FP32 and Q/DQ models on
+//! samples) and by the runtime's CPU fallback (`trt-runtime`'s `cpu` feature, which runs the
+//! embedded Q/DQ ONNX when no supported GPU is present). It holds no tooling: no command
+//! line, no data formats, no calibration.
+//!
+//! - [`model`]: ONNX read/write with `tract-onnx`'s prost types, external data in and out
+//!   (confined to the model's folder), inputs/outputs with symbolic dims kept symbolic, and
+//!   [`write_atomic`], the workspace's one atomic file write.
+//! - [`check`]: structural checks of a graph before any engine sees it.
+//! - [`infer`]: [`CpuModel`], concrete-shape tract plans, onnxruntime ([`onnxruntime`]) where
+//!   tract cannot run a model, and the engine choice.
+//! - [`widen`]: the float32-scale form of float16 Q/DQ that tract needs.
+//!
+//! Inputs are tract [`Tensor`]s, so a caller converts its own tensors once (the runtime
+//! from its `ndarray` views, calibration from its samples).
+
+pub mod check;
+mod error;
+pub mod infer;
+pub mod model;
+pub mod onnxruntime;
+pub mod widen;
+
+pub use error::{Error, Result};
+pub use infer::{CpuModel, EngineChoice, ShapeSignature, engine_choice, set_engine_choice};
+pub use model::{DType, Dim, Model, TensorInfo, WeightStorage, write_atomic};
+pub use tract_onnx::pb;
+pub use tract_onnx::prelude::{Datum, Tensor};
