@@ -564,6 +564,33 @@ trt_status trt_runtime_deserialize(trt_runtime *runtime, const void *data, size_
     });
 }
 
+trt_status trt_runtime_engine_validity(const trt_runtime *runtime, const void *data, size_t size, int32_t *validity,
+                                       uint64_t *diagnostics) {
+    return guarded([&] {
+        if (runtime == nullptr || data == nullptr || size == 0 || validity == nullptr || diagnostics == nullptr) {
+            return invalid("trt_runtime_engine_validity: null or empty engine");
+        }
+#if TRT_SHIM_RTX
+        using D = EngineInvalidityDiagnostics;
+        static_assert(static_cast<uint64_t>(D::kVERSION_MISMATCH) == TRT_ENGINE_VERSION_MISMATCH);
+        static_assert(static_cast<uint64_t>(D::kUNSUPPORTED_CC) == TRT_ENGINE_UNSUPPORTED_CC);
+        static_assert(static_cast<uint64_t>(D::kOLD_CUDA_DRIVER) == TRT_ENGINE_OLD_CUDA_DRIVER);
+        static_assert(static_cast<uint64_t>(D::kOLD_CUDA_RUNTIME) == TRT_ENGINE_OLD_CUDA_RUNTIME);
+        static_assert(static_cast<uint64_t>(D::kINSUFFICIENT_GPU_MEMORY) == TRT_ENGINE_INSUFFICIENT_GPU_MEMORY);
+        static_assert(static_cast<uint64_t>(D::kMALFORMED_ENGINE) == TRT_ENGINE_MALFORMED);
+        static_assert(static_cast<uint64_t>(D::kCUDA_ERROR) == TRT_ENGINE_CUDA_ERROR);
+        static_assert(static_cast<int32_t>(EngineValidity::kINVALID) == TRT_ENGINE_INVALID);
+        uint64_t bits = 0;
+        *validity = static_cast<int32_t>(
+            runtime->runtime->getEngineValidity(data, static_cast<int64_t>(size), &bits));
+        *diagnostics = bits;
+        return TRT_OK;
+#else
+        return fail(TRT_ERR_UNSUPPORTED, "full TensorRT has no engine validity check (TensorRT-RTX only)");
+#endif
+    });
+}
+
 void trt_engine_destroy(trt_engine *engine) { delete engine; }
 
 int32_t trt_engine_io_count(const trt_engine *engine) { return engine == nullptr ? 0 : engine->engine->getNbIOTensors(); }

@@ -233,6 +233,32 @@ trt_status trt_runtime_create(const trt_entry_points *api, trt_logger *logger, t
 void trt_runtime_destroy(trt_runtime *runtime);
 /** Deserializes an engine. */
 trt_status trt_runtime_deserialize(trt_runtime *runtime, const void *data, size_t size, trt_engine **out);
+/** The engine is likely valid on this system (`EngineValidity::kVALID`). */
+#define TRT_ENGINE_VALID 0
+/** Valid, with reduced performance likely (`kSUBOPTIMAL`). */
+#define TRT_ENGINE_SUBOPTIMAL 1
+/** Invalid on this system (`kINVALID`); the diagnostics say why. */
+#define TRT_ENGINE_INVALID 2
+/** Diagnostic bit: built by another TensorRT-RTX version. */
+#define TRT_ENGINE_VERSION_MISMATCH 0x1
+/** Diagnostic bit: the GPU's compute capability is not supported. */
+#define TRT_ENGINE_UNSUPPORTED_CC 0x2
+/** Diagnostic bit: the CUDA driver is older than at build time. */
+#define TRT_ENGINE_OLD_CUDA_DRIVER 0x4
+/** Diagnostic bit: the CUDA runtime is older than at build time. */
+#define TRT_ENGINE_OLD_CUDA_RUNTIME 0x8
+/** Diagnostic bit: not enough GPU memory for the engine's weights. */
+#define TRT_ENGINE_INSUFFICIENT_GPU_MEMORY 0x10
+/** Diagnostic bit: the bytes are not a well-formed engine. */
+#define TRT_ENGINE_MALFORMED 0x20
+/** Diagnostic bit: the CUDA driver or runtime is not installed correctly. */
+#define TRT_ENGINE_CUDA_ERROR 0x40
+/** Checks a serialized engine's header against this system before deserializing it
+ * (TensorRT-RTX's `IRuntime::getEngineValidity`): `validity` receives a `TRT_ENGINE_*` validity,
+ * `diagnostics` the `TRT_ENGINE_*` bits when invalid. `TRT_ERR_UNSUPPORTED` with full TensorRT,
+ * which has no such check. */
+trt_status trt_runtime_engine_validity(const trt_runtime *runtime, const void *data, size_t size, int32_t *validity,
+                                       uint64_t *diagnostics);
 /** Destroys an engine. Contexts must be destroyed first. */
 void trt_engine_destroy(trt_engine *engine);
 /** Number of I/O tensors. */

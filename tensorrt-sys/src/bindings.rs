@@ -18,6 +18,16 @@ pub const TRT_IO_OUTPUT: u32 = 2;
 pub const TRT_POOL_WORKSPACE: u32 = 0;
 pub const TRT_FLAVOR_TENSORRT: u32 = 0;
 pub const TRT_FLAVOR_RTX: u32 = 1;
+pub const TRT_ENGINE_VALID: u32 = 0;
+pub const TRT_ENGINE_SUBOPTIMAL: u32 = 1;
+pub const TRT_ENGINE_INVALID: u32 = 2;
+pub const TRT_ENGINE_VERSION_MISMATCH: u32 = 1;
+pub const TRT_ENGINE_UNSUPPORTED_CC: u32 = 2;
+pub const TRT_ENGINE_OLD_CUDA_DRIVER: u32 = 4;
+pub const TRT_ENGINE_OLD_CUDA_RUNTIME: u32 = 8;
+pub const TRT_ENGINE_INSUFFICIENT_GPU_MEMORY: u32 = 16;
+pub const TRT_ENGINE_MALFORMED: u32 = 32;
+pub const TRT_ENGINE_CUDA_ERROR: u32 = 64;
 #[doc = " Status of a shim call."]
 pub type trt_status = i32;
 #[doc = " Shape of a tensor; `-1` marks a dynamic dimension."]
@@ -421,6 +431,16 @@ unsafe extern "C" {
         data: *const ::std::os::raw::c_void,
         size: usize,
         out: *mut *mut trt_engine,
+    ) -> trt_status;
+}
+unsafe extern "C" {
+    #[doc = " Checks a serialized engine's header against this system before deserializing it\n (TensorRT-RTX's `IRuntime::getEngineValidity`): `validity` receives a `TRT_ENGINE_*` validity,\n `diagnostics` the `TRT_ENGINE_*` bits when invalid. `TRT_ERR_UNSUPPORTED` with full TensorRT,\n which has no such check."]
+    pub fn trt_runtime_engine_validity(
+        runtime: *const trt_runtime,
+        data: *const ::std::os::raw::c_void,
+        size: usize,
+        validity: *mut i32,
+        diagnostics: *mut u64,
     ) -> trt_status;
 }
 unsafe extern "C" {

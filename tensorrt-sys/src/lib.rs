@@ -66,8 +66,9 @@ mod safe;
 pub use error::{Error, ErrorKind, ParserError, Result};
 pub use loader::{Flavor, Library, SearchPath};
 pub use safe::{
-    Builder, Config, Context, DataType, Dims, Engine, IoMode, IoTensor, Logger, Network, Profile,
-    ProfileDims, ProgressMonitor, Runtime, Severity, TensorDesc,
+    Builder, Config, Context, DataType, Diagnostics, Dims, Engine, EngineValidity, IoMode,
+    IoTensor, Logger, Network, Profile, ProfileDims, ProgressMonitor, Runtime, Severity,
+    TensorDesc,
 };
 
 /// Raw declarations of `shim/trt_shim.h`.

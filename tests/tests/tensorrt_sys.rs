@@ -148,6 +148,18 @@ fn deserializing_without_cuda_is_a_clear_error() {
     let engine = builder.build_serialized(&network, &config).unwrap();
 
     let runtime = tensorrt_sys::Runtime::new(&lib, &logger).unwrap();
+    // The header check answers with reason codes, never by failing.
+    let validity = runtime.engine_validity(&engine).unwrap();
+    println!("engine validity on this machine: {validity:?}");
+    if let tensorrt_sys::EngineValidity::Invalid(why) = validity {
+        println!("  reasons: {why}");
+        assert!(!why.malformed(), "a fresh engine reads as malformed: {why}");
+    }
+    match runtime.engine_validity(b"definitely not an engine") {
+        Ok(tensorrt_sys::EngineValidity::Invalid(why)) => assert!(why.malformed(), "{why}"),
+        Ok(other) => panic!("garbage bytes read as {other:?}"),
+        Err(e) => println!("garbage: refused before the check: {e}"),
+    }
     match runtime.deserialize(&engine) {
         Ok(engine) => {
             // Only on a machine with a supported GPU; then the engine must be usable.

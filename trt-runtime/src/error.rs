@@ -92,25 +92,16 @@ impl std::error::Error for Error {
 }
 
 impl From<tensorrt_sys::Error> for Error {
+    /// By the shim's status code only: TensorRT's refusals that have a reason code
+    /// (unsupported GPU, old driver, too little memory) are read from
+    /// `Runtime::engine_validity` before deserializing (see `gpu.rs`), never from a message.
     fn from(e: tensorrt_sys::Error) -> Self {
         use tensorrt_sys::ErrorKind as K;
-        let message = e.to_string();
-        let lower = message.to_lowercase();
         let code = match e.kind() {
             K::LibraryNotFound | K::MissingSymbol => ErrorCode::LibraryNotFound,
             K::VersionMismatch => ErrorCode::VersionMismatch,
-            _ if lower.contains("compute capability") => ErrorCode::UnsupportedGpu,
-            _ if lower.contains("driver version is insufficient")
-                || lower.contains("cudaerror 35") =>
-            {
-                ErrorCode::NoCudaDriver
-            }
-            _ if lower.contains("no cuda-capable device") || lower.contains("cudaerror 100") => {
-                ErrorCode::NoDevice
-            }
-            _ if lower.contains("out of memory") => ErrorCode::OutOfDeviceMemory,
             _ => ErrorCode::TensorRt,
         };
-        Error::new(code, message).with_source(e)
+        Error::new(code, e.to_string()).with_source(e)
     }
 }

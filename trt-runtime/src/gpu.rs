@@ -5,14 +5,15 @@
 use std::ffi::c_void;
 use std::sync::{Arc, Mutex};
 
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DriverError};
-use tensorrt_sys::{Engine, IoMode, Library, Logger, Runtime, Severity};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
+use tensorrt_sys::{
+    Diagnostics, Engine, EngineValidity, IoMode, Library, Logger, Runtime, Severity,
+};
 use trt_manifest::{DType, Interface, Manifest, ProfileSpec, RangeSpec, TensorSpec};
 
+use crate::device::{Device, DeviceTensor, cuda_error};
 use crate::error::{Error, ErrorCode, Result};
-
 use crate::tensor::{Outputs, OwnedTensor, TensorRef};
-use crate::validate::TensorMeta;
 
 /// One execution context with its stream and the profile it is set to.
 struct Slot {
@@ -24,45 +25,17 @@ struct Slot {
 /// A deserialized engine plus a pool of execution contexts.
 pub(crate) struct GpuBackend {
     engine: Arc<Engine>,
-    cuda: Arc<CudaContext>,
+    device: Device,
     pool: Mutex<Vec<Slot>>,
     interface: Interface,
-    device: String,
 }
 
 impl std::fmt::Debug for GpuBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GpuBackend")
-            .field("device", &self.device)
+            .field("device", &self.device.description())
             .finish_non_exhaustive()
     }
-}
-
-/// A CUDA failure, classified by its `CUresult` code; the driver error is kept as the source.
-fn cuda_error(what: &str, e: DriverError) -> Error {
-    use cudarc::driver::sys::CUresult as R;
-    let code = match e.0 {
-        R::CUDA_ERROR_OUT_OF_MEMORY => ErrorCode::OutOfDeviceMemory,
-        R::CUDA_ERROR_NO_DEVICE | R::CUDA_ERROR_INVALID_DEVICE => ErrorCode::NoDevice,
-        R::CUDA_ERROR_NOT_INITIALIZED
-        | R::CUDA_ERROR_SYSTEM_DRIVER_MISMATCH
-        | R::CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE => ErrorCode::NoCudaDriver,
-        _ => ErrorCode::Cuda,
-    };
-    // `{:?}` of the code, not `Display`: cudarc formats an error by asking the driver library.
-    Error::new(code, format!("{what}: {:?}", e.0)).with_source(e)
-}
-
-/// Opens the CUDA driver and device 0 without panicking when the driver library is absent.
-pub(crate) fn cuda_device() -> Result<Arc<CudaContext>> {
-    // SAFETY: only probes whether the driver library can be opened.
-    if !unsafe { cudarc::driver::sys::is_culib_present() } {
-        return Err(Error::new(
-            ErrorCode::NoCudaDriver,
-            "no CUDA driver library (libcuda.so) on this machine",
-        ));
-    }
-    CudaContext::new(0).map_err(|e| cuda_error("opening CUDA device 0", e))
 }
 
 /// The interface TensorRT reports for a deserialized engine, in the manifest's terms.
@@ -114,23 +87,49 @@ pub(crate) fn engine_interface(engine: &Engine, manifest: &Manifest) -> Result<I
     Ok(Interface { tensors, profiles })
 }
 
+/// The runtime's code for TensorRT-RTX's reasons, most specific first.
+fn invalid_engine_code(why: Diagnostics) -> ErrorCode {
+    if why.unsupported_compute_capability() {
+        ErrorCode::UnsupportedGpu
+    } else if why.cuda_too_old_or_broken() {
+        ErrorCode::NoCudaDriver
+    } else if why.insufficient_gpu_memory() {
+        ErrorCode::OutOfDeviceMemory
+    } else if why.version_mismatch() {
+        ErrorCode::VersionMismatch
+    } else {
+        ErrorCode::CorruptEngine
+    }
+}
+
 impl GpuBackend {
     /// Deserializes `engine` and proves it matches `manifest`.
     pub(crate) fn new(bytes: &[u8], manifest: &Manifest) -> Result<GpuBackend> {
         let library = Library::load()?;
-        let cuda = cuda_device()?;
-        let (major, minor) = cuda
-            .compute_capability()
-            .map_err(|e| cuda_error("reading the compute capability", e))?;
-        let device = format!(
-            "{} (compute capability {major}.{minor})",
-            cuda.name().unwrap_or_default()
-        );
+        let cuda = Device::open(0)?;
+        let device = cuda.description().to_string();
         let logger = Logger::new(Severity::WARNING, |severity, message| match severity {
             s if s <= Severity::ERROR => log::error!("TensorRT: {message}"),
             _ => log::warn!("TensorRT: {message}"),
         })?;
         let runtime = Runtime::new(&library, &logger)?;
+        match runtime.engine_validity(bytes) {
+            // Without a reason (no CUDA context, seen on CPU-only machines) deserializing
+            // decides.
+            Ok(EngineValidity::Invalid(why)) if why.bits() != 0 => {
+                return Err(Error::new(
+                    invalid_engine_code(why),
+                    format!(
+                        "the engine of `{}` cannot run on {device}: {why} (TensorRT-RTX's engine check)",
+                        manifest.name
+                    ),
+                ));
+            }
+            Ok(_) => {}
+            // Full TensorRT has no header check; deserializing decides.
+            Err(e) if e.kind() == tensorrt_sys::ErrorKind::Unsupported => {}
+            Err(e) => return Err(e.into()),
+        }
         let engine = runtime.deserialize(bytes).map_err(|e| {
             let err = Error::from(e);
             match err.code() {
@@ -152,15 +151,14 @@ impl GpuBackend {
         check_interface(manifest, &interface)?;
         Ok(GpuBackend {
             engine,
-            cuda,
+            device: cuda,
             pool: Mutex::new(Vec::new()),
             interface,
-            device,
         })
     }
 
     /// Device description.
-    pub(crate) fn device(&self) -> &str {
+    pub(crate) fn device(&self) -> &Device {
         &self.device
     }
 
@@ -168,10 +166,7 @@ impl GpuBackend {
         if let Some(slot) = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop() {
             return Ok(slot);
         }
-        let stream = self
-            .cuda
-            .new_stream()
-            .map_err(|e| cuda_error("creating a stream", e))?;
+        let stream = self.device.stream()?;
         Ok(Slot {
             context: self.engine.context()?,
             stream,
@@ -184,32 +179,6 @@ impl GpuBackend {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(slot);
-    }
-
-    /// Copies a host tensor to the device (on the default stream, synchronised).
-    pub(crate) fn upload(&self, t: &TensorRef<'_>) -> Result<DeviceTensor> {
-        let stream = self.cuda.default_stream();
-        let buffer = stream
-            .clone_htod(&t.to_bytes())
-            .map_err(|e| cuda_error("uploading a tensor", e))?;
-        stream
-            .synchronize()
-            .map_err(|e| cuda_error("synchronising the upload", e))?;
-        Ok(DeviceTensor {
-            buffer,
-            shape: t.shape().to_vec(),
-            dtype: t.dtype(),
-        })
-    }
-
-    /// Copies a device tensor to the host.
-    pub(crate) fn download(&self, t: &DeviceTensor) -> Result<OwnedTensor> {
-        let stream = self.cuda.default_stream();
-        let bytes = stream
-            .clone_dtoh(&t.buffer)
-            .map_err(|e| cuda_error("downloading a tensor", e))?;
-        let n = t.shape.iter().product::<usize>() * t.dtype.size();
-        OwnedTensor::from_bytes(t.dtype, &t.shape, &bytes[..n.min(bytes.len())])
     }
 
     /// Selects the profile, sets every input shape, allocates the outputs, binds every
@@ -335,63 +304,6 @@ impl GpuBackend {
     }
 }
 
-/// A tensor in the GPU's memory (TensorRT backend), with its shape and element type.
-#[derive(Debug)]
-pub struct DeviceTensor {
-    buffer: CudaSlice<u8>,
-    shape: Vec<usize>,
-    dtype: DType,
-}
-
-impl DeviceTensor {
-    /// Wraps a device buffer holding a row-major tensor.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorCode::InvalidInput`] when the buffer is smaller than the shape needs.
-    pub fn from_buffer(
-        buffer: CudaSlice<u8>,
-        dtype: DType,
-        shape: Vec<usize>,
-    ) -> Result<DeviceTensor> {
-        let size = dtype.size();
-        let needed = shape.iter().product::<usize>() * size;
-        if buffer.len() < needed {
-            return Err(Error::new(
-                ErrorCode::InvalidInput,
-                format!(
-                    "a {dtype} tensor of shape {shape:?} needs {needed} bytes, the buffer has {}",
-                    buffer.len()
-                ),
-            ));
-        }
-        Ok(DeviceTensor {
-            buffer,
-            shape,
-            dtype,
-        })
-    }
-
-    /// The device buffer.
-    pub fn buffer(&self) -> &CudaSlice<u8> {
-        &self.buffer
-    }
-
-    /// The device buffer, by value.
-    pub fn into_buffer(self) -> CudaSlice<u8> {
-        self.buffer
-    }
-}
-
-impl TensorMeta for DeviceTensor {
-    fn dtype(&self) -> DType {
-        self.dtype
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-}
-
 /// A call enqueued on a context's stream, not yet synchronised.
 pub(crate) struct InFlight<'a> {
     backend: &'a GpuBackend,
@@ -452,36 +364,5 @@ pub(crate) fn check_interface(manifest: &Manifest, actual: &Interface) -> Result
                 differences.join("\n  - ")
             ),
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use cudarc::driver::sys::CUresult;
-
-    #[test]
-    fn cuda_errors_are_classified_by_code_and_keep_their_source() {
-        for (result, code) in [
-            (
-                CUresult::CUDA_ERROR_OUT_OF_MEMORY,
-                ErrorCode::OutOfDeviceMemory,
-            ),
-            (CUresult::CUDA_ERROR_NO_DEVICE, ErrorCode::NoDevice),
-            (
-                CUresult::CUDA_ERROR_NOT_INITIALIZED,
-                ErrorCode::NoCudaDriver,
-            ),
-            (CUresult::CUDA_ERROR_LAUNCH_FAILED, ErrorCode::Cuda),
-        ] {
-            let e = cuda_error("allocating x_hat", DriverError(result));
-            assert_eq!(e.code(), code, "{result:?}");
-            assert!(e.message().starts_with("allocating x_hat: "), "{e}");
-            let source = std::error::Error::source(&e).expect("the driver error is kept");
-            assert_eq!(
-                source.downcast_ref::<DriverError>().map(|d| d.0),
-                Some(result)
-            );
-        }
     }
 }

@@ -61,14 +61,15 @@
 
 #[cfg(feature = "cpu")]
 mod cpu;
+mod device;
 mod error;
 mod gpu;
 mod session;
 mod tensor;
 mod validate;
 
+pub use device::{Device, DeviceTensor};
 pub use error::{Error, ErrorCode, Result};
-pub use gpu::DeviceTensor;
 pub use session::{Backend, BackendKind, Pending, Session};
 pub use tensor::{Element, Outputs, OwnedTensor, TensorRef};
 pub use trt_manifest::DType;

@@ -3,8 +3,9 @@
 use sha2::{Digest, Sha256};
 use trt_manifest::Manifest;
 
+use crate::device::DeviceTensor;
 use crate::error::{Error, ErrorCode, Result};
-use crate::gpu::{DeviceTensor, GpuBackend};
+use crate::gpu::GpuBackend;
 use crate::tensor::{Outputs, OwnedTensor, TensorRef};
 use crate::validate::{check_profile, select_profile};
 
@@ -102,7 +103,7 @@ impl Session {
             Backend::Cpu => Self::cpu(onnx, manifest, "CPU backend requested".into())?,
             Backend::Auto => match GpuBackend::new(engine, &manifest) {
                 Ok(gpu) => {
-                    let reason = format!("TensorRT on {}", gpu.device());
+                    let reason = format!("TensorRT on {}", gpu.device().description());
                     Session {
                         manifest,
                         inner: Inner::Gpu(gpu),
@@ -139,7 +140,7 @@ impl Session {
 
     fn gpu(engine: &[u8], manifest: Manifest) -> Result<Session> {
         let gpu = GpuBackend::new(engine, &manifest)?;
-        let reason = format!("TensorRT on {}", gpu.device());
+        let reason = format!("TensorRT on {}", gpu.device().description());
         Ok(Session {
             manifest,
             inner: Inner::Gpu(gpu),
@@ -275,7 +276,7 @@ impl Session {
     ///
     /// [`ErrorCode::BackendUnavailable`] on the CPU backend; CUDA failures.
     pub fn upload(&self, tensor: &TensorRef<'_>) -> Result<DeviceTensor> {
-        self.gpu_only("upload")?.upload(tensor)
+        self.gpu_only("upload")?.device().upload(tensor)
     }
 
     /// Copies a device tensor back to the host.
@@ -284,7 +285,7 @@ impl Session {
     ///
     /// [`ErrorCode::BackendUnavailable`] on the CPU backend; CUDA failures.
     pub fn download(&self, tensor: &DeviceTensor) -> Result<OwnedTensor> {
-        self.gpu_only("download")?.download(tensor)
+        self.gpu_only("download")?.device().download(tensor)
     }
 
     /// Runs with inputs already in device memory (no copy) and keeps the outputs there;

@@ -22,7 +22,7 @@ pub use context::Context;
 pub use engine::{Engine, IoMode, IoTensor, ProfileDims};
 pub use logger::{Logger, Severity};
 pub use network::{Network, Profile};
-pub use runtime::Runtime;
+pub use runtime::{Diagnostics, EngineValidity, Runtime};
 pub use tensor::{DataType, TensorDesc};
 
 /// A shape; `-1` marks a dynamic dimension.
