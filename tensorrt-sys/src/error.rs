@@ -108,27 +108,6 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Converts a shim status to a `Result`, reading the thread's last error message.
-pub(crate) trait StatusExt {
-    fn result(self) -> Result<()>;
-}
-
-impl StatusExt for ffi::trt_status {
-    fn result(self) -> Result<()> {
-        if self == ffi::TRT_OK as ffi::trt_status {
-            return Ok(());
-        }
-        let kind = match self as u32 {
-            ffi::TRT_ERR_INVALID_ARGUMENT => ErrorKind::InvalidArgument,
-            ffi::TRT_ERR_PARSE => ErrorKind::Parse,
-            ffi::TRT_ERR_UNSUPPORTED => ErrorKind::Unsupported,
-            ffi::TRT_ERR_EXCEPTION => ErrorKind::Exception,
-            _ => ErrorKind::TensorRt,
-        };
-        Err(Error::new(kind, last_error()))
-    }
-}
-
 /// The shim's last error message on this thread.
 pub(crate) fn last_error() -> String {
     // SAFETY: the shim returns a pointer to a thread-local, NUL-terminated string that stays

@@ -5,10 +5,12 @@
 //! opened at run time with `libloading`; the shim receives the three `create*_INTERNAL`
 //! factories as function pointers and reaches everything else through virtual calls.
 //!
-//! The crate has three layers, as cudarc does:
+//! The crate has layers, as cudarc does:
 //!
 //! - [`ffi`]: the raw declarations of the shim header (bindgen output).
 //! - [`Library`]: finds, opens and version-checks the TensorRT libraries.
+//! - `result` (private): each shim status becomes a [`Result`], each out-pointer a `NonNull`
+//!   or an error, each shim-owned buffer a `Vec<u8>`, written once.
 //! - The safe types ([`Logger`], [`Builder`], [`Network`], [`Config`], [`Runtime`], [`Engine`],
 //!   [`Context`]): owning handles whose `Drop` destroys the C++ object and whose methods return
 //!   [`Result`]. All `unsafe` of the workspace's TensorRT access lives in this crate.
@@ -61,6 +63,7 @@
 
 mod error;
 mod loader;
+mod result;
 mod safe;
 
 pub use error::{Error, ErrorKind, ParserError, Result};

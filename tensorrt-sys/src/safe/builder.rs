@@ -7,9 +7,10 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use super::*;
-use crate::error::{Error, ErrorKind, Result, StatusExt};
+use crate::error::{Error, ErrorKind, Result};
 use crate::ffi;
 use crate::loader::Library;
+use crate::result::{self, StatusExt};
 
 /// Makes networks, profiles and configs, and builds serialized engines.
 pub struct Builder {
@@ -36,15 +37,13 @@ impl Builder {
     ///
     /// [`ErrorKind::TensorRt`] if TensorRT refuses to create one.
     pub fn new(library: &Arc<Library>, logger: &Arc<Logger>) -> Result<Builder> {
-        let mut raw = std::ptr::null_mut();
-        // SAFETY: `library.api` holds valid entry points for as long as `library` lives, which
-        // the builder keeps alive; the logger likewise.
-        let status =
-            unsafe { ffi::trt_builder_create(&library.api, logger.raw.as_ptr(), &mut raw) };
-        logger.resume_panic();
-        status.result()?;
-        let raw = NonNull::new(raw)
-            .ok_or_else(|| Error::new(ErrorKind::TensorRt, "createInferBuilder returned null"))?;
+        let raw = result::create("createInferBuilder", |out| {
+            // SAFETY: `library.api` holds valid entry points for as long as `library` lives,
+            // which the builder keeps alive; the logger likewise.
+            let status = unsafe { ffi::trt_builder_create(&library.api, logger.raw.as_ptr(), out) };
+            logger.resume_panic();
+            status
+        })?;
         Ok(Builder {
             raw,
             logger: logger.clone(),
@@ -101,12 +100,11 @@ impl Builder {
     ///
     /// [`ErrorKind::TensorRt`] if TensorRT refuses.
     pub fn profile(&self) -> Result<Profile<'_>> {
-        let mut raw = std::ptr::null_mut();
         // SAFETY: valid builder; the profile is owned by the builder and outlived by it
         // (`Profile` borrows the builder).
-        unsafe { ffi::trt_profile_create(self.raw.as_ptr(), &mut raw) }.result()?;
-        let raw = NonNull::new(raw)
-            .ok_or_else(|| Error::new(ErrorKind::TensorRt, "null optimization profile"))?;
+        let raw = result::create("createOptimizationProfile", |out| unsafe {
+            ffi::trt_profile_create(self.raw.as_ptr(), out)
+        })?;
         Ok(Profile {
             raw,
             _builder: self,
@@ -119,11 +117,10 @@ impl Builder {
     ///
     /// [`ErrorKind::TensorRt`] if TensorRT refuses.
     pub fn config(&self) -> Result<Config<'_>> {
-        let mut raw = std::ptr::null_mut();
         // SAFETY: valid builder.
-        unsafe { ffi::trt_config_create(self.raw.as_ptr(), &mut raw) }.result()?;
-        let raw = NonNull::new(raw)
-            .ok_or_else(|| Error::new(ErrorKind::TensorRt, "null builder config"))?;
+        let raw = result::create("createBuilderConfig", |out| unsafe {
+            ffi::trt_config_create(self.raw.as_ptr(), out)
+        })?;
         Ok(Config {
             raw,
             _builder: self,
@@ -137,23 +134,22 @@ impl Builder {
     ///
     /// [`ErrorKind::TensorRt`] with TensorRT's logged errors.
     pub fn build_serialized(&self, network: &Network<'_>, config: &Config<'_>) -> Result<Vec<u8>> {
-        let mut raw = std::ptr::null_mut();
-        // SAFETY: all three handles are alive and belong to this builder.
-        let status = unsafe {
-            ffi::trt_builder_build_serialized(
-                self.raw.as_ptr(),
-                network.raw.as_ptr(),
-                config.raw.as_ptr(),
-                &mut raw,
-            )
-        };
-        self.logger.resume_panic();
-        if let Some(progress) = &config.progress {
-            progress.resume_panic();
-        }
-        status.result()?;
-        // SAFETY: `raw` is a fresh host memory object, consumed once.
-        Ok(unsafe { take_host_memory(raw) })
+        result::host_memory("buildSerializedNetwork", |out| {
+            // SAFETY: all three handles are alive and belong to this builder.
+            let status = unsafe {
+                ffi::trt_builder_build_serialized(
+                    self.raw.as_ptr(),
+                    network.raw.as_ptr(),
+                    config.raw.as_ptr(),
+                    out,
+                )
+            };
+            self.logger.resume_panic();
+            if let Some(progress) = &config.progress {
+                progress.resume_panic();
+            }
+            status
+        })
     }
 }
 

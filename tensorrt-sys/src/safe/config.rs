@@ -8,8 +8,9 @@ use std::ptr::NonNull;
 use std::sync::Mutex;
 
 use super::*;
-use crate::error::{Result, StatusExt};
+use crate::error::Result;
 use crate::ffi;
+use crate::result::{self, StatusExt};
 
 /// Receives the engine build's progress (`nvinfer1::IProgressMonitor`).
 pub trait ProgressMonitor: Send {
@@ -182,11 +183,10 @@ impl Config<'_> {
     ///
     /// [`ErrorKind::InvalidArgument`] when no cache is set.
     pub fn timing_cache(&self) -> Result<Vec<u8>> {
-        let mut raw = std::ptr::null_mut();
         // SAFETY: valid config.
-        unsafe { ffi::trt_config_serialize_timing_cache(self.raw.as_ptr(), &mut raw) }.result()?;
-        // SAFETY: fresh host memory, consumed once.
-        Ok(unsafe { take_host_memory(raw) })
+        result::host_memory("serializeTimingCache", |out| unsafe {
+            ffi::trt_config_serialize_timing_cache(self.raw.as_ptr(), out)
+        })
     }
 
     /// Installs a progress monitor for the build.

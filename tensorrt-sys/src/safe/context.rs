@@ -6,8 +6,9 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use super::*;
-use crate::error::{Result, StatusExt};
+use crate::error::Result;
 use crate::ffi;
+use crate::result::StatusExt;
 
 /// An execution context: one in-flight inference at a time.
 pub struct Context {

@@ -5,8 +5,9 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use super::*;
-use crate::error::{Error, ErrorKind, Result, StatusExt};
+use crate::error::Result;
 use crate::ffi;
+use crate::result::{self, StatusExt};
 
 /// Direction of an engine I/O tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -150,11 +151,11 @@ impl Engine {
     ///
     /// [`ErrorKind::TensorRt`] if the inspector fails.
     pub fn inspector_json(&self) -> Result<String> {
-        let mut raw = std::ptr::null_mut();
         // SAFETY: valid engine.
-        unsafe { ffi::trt_engine_inspector_json(self.raw.as_ptr(), &mut raw) }.result()?;
-        // SAFETY: fresh host memory, consumed once.
-        Ok(String::from_utf8_lossy(&unsafe { take_host_memory(raw) }).into_owned())
+        let json = result::host_memory("IEngineInspector", |out| unsafe {
+            ffi::trt_engine_inspector_json(self.raw.as_ptr(), out)
+        })?;
+        Ok(String::from_utf8_lossy(&json).into_owned())
     }
 
     /// Creates an execution context.
@@ -163,11 +164,10 @@ impl Engine {
     ///
     /// [`ErrorKind::TensorRt`] (e.g. out of device memory).
     pub fn context(self: &Arc<Self>) -> Result<Context> {
-        let mut raw = std::ptr::null_mut();
         // SAFETY: valid engine; the context keeps it alive.
-        unsafe { ffi::trt_context_create(self.raw.as_ptr(), &mut raw) }.result()?;
-        let raw = NonNull::new(raw)
-            .ok_or_else(|| Error::new(ErrorKind::TensorRt, "null execution context"))?;
+        let raw = result::create("createExecutionContext", |out| unsafe {
+            ffi::trt_context_create(self.raw.as_ptr(), out)
+        })?;
         Ok(Context {
             raw,
             _engine: self.clone(),

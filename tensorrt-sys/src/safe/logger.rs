@@ -7,8 +7,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 
-use crate::error::{Error, ErrorKind, Result, StatusExt};
+use crate::error::Result;
 use crate::ffi;
+use crate::result::{self};
 
 /// Severity of a TensorRT log message (`nvinfer1::ILogger::Severity`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -94,20 +95,16 @@ impl Logger {
             callback: Box::new(callback),
             panic: Mutex::new(None),
         });
-        let mut raw = std::ptr::null_mut();
         // SAFETY: the trampoline matches `trt_log_fn`; `state` outlives the C++ logger because
         // both are owned by the returned `Logger`, which destroys the C++ side first.
-        unsafe {
+        let raw = result::create("trt_logger_create", |out| unsafe {
             ffi::trt_logger_create(
                 Some(log_trampoline),
                 &*state as *const LoggerState as *mut c_void,
                 max_severity.0,
-                &mut raw,
+                out,
             )
-        }
-        .result()?;
-        let raw = NonNull::new(raw)
-            .ok_or_else(|| Error::new(ErrorKind::TensorRt, "trt_logger_create returned null"))?;
+        })?;
         Ok(Arc::new(Logger { raw, state }))
     }
 

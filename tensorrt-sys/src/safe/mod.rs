@@ -69,24 +69,3 @@ unsafe fn owned_str(p: *const c_char) -> String {
         unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
     }
 }
-
-/// Copies and frees a `trt_host_memory`.
-///
-/// # Safety
-///
-/// `raw` must come from the shim and not be used afterwards.
-unsafe fn take_host_memory(raw: *mut ffi::trt_host_memory) -> Vec<u8> {
-    // SAFETY: per the contract, `raw` is a live host memory object.
-    let bytes = unsafe {
-        let data = ffi::trt_host_memory_data(raw) as *const u8;
-        let size = ffi::trt_host_memory_size(raw);
-        if data.is_null() || size == 0 {
-            Vec::new()
-        } else {
-            std::slice::from_raw_parts(data, size).to_vec()
-        }
-    };
-    // SAFETY: destroyed exactly once.
-    unsafe { ffi::trt_host_memory_destroy(raw) };
-    bytes
-}

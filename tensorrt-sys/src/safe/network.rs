@@ -4,8 +4,9 @@ use std::fmt;
 use std::ptr::NonNull;
 
 use super::*;
-use crate::error::{ParserError, Result, StatusExt};
+use crate::error::{ParserError, Result};
 use crate::ffi;
+use crate::result::StatusExt;
 
 /// A network parsed from ONNX.
 pub struct Network<'b> {

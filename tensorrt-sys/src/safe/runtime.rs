@@ -6,9 +6,10 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use super::*;
-use crate::error::{Error, ErrorKind, Result, StatusExt};
+use crate::error::Result;
 use crate::ffi;
 use crate::loader::Library;
+use crate::result::{self, StatusExt};
 
 /// Deserializes engines.
 pub struct Runtime {
@@ -36,14 +37,12 @@ impl Runtime {
     ///
     /// [`ErrorKind::TensorRt`] if TensorRT refuses.
     pub fn new(library: &Arc<Library>, logger: &Arc<Logger>) -> Result<Arc<Runtime>> {
-        let mut raw = std::ptr::null_mut();
-        // SAFETY: entry points and logger stay alive with the runtime (held in `Arc`s).
-        let status =
-            unsafe { ffi::trt_runtime_create(&library.api, logger.raw.as_ptr(), &mut raw) };
-        logger.resume_panic();
-        status.result()?;
-        let raw = NonNull::new(raw)
-            .ok_or_else(|| Error::new(ErrorKind::TensorRt, "createInferRuntime returned null"))?;
+        let raw = result::create("createInferRuntime", |out| {
+            // SAFETY: entry points and logger stay alive with the runtime (held in `Arc`s).
+            let status = unsafe { ffi::trt_runtime_create(&library.api, logger.raw.as_ptr(), out) };
+            logger.resume_panic();
+            status
+        })?;
         Ok(Arc::new(Runtime {
             raw,
             logger: logger.clone(),
@@ -88,20 +87,18 @@ impl Runtime {
     /// [`ErrorKind::TensorRt`] with TensorRT's logged reason: no CUDA driver, an unsupported
     /// GPU, or corrupted bytes.
     pub fn deserialize(self: &Arc<Self>, bytes: &[u8]) -> Result<Arc<Engine>> {
-        let mut raw = std::ptr::null_mut();
-        // SAFETY: `bytes` is valid for its length during the call.
-        let status = unsafe {
-            ffi::trt_runtime_deserialize(
-                self.raw.as_ptr(),
-                bytes.as_ptr() as *const c_void,
-                bytes.len(),
-                &mut raw,
-            )
-        };
-        self.logger.resume_panic();
-        status.result()?;
-        let raw = NonNull::new(raw).ok_or_else(|| {
-            Error::new(ErrorKind::TensorRt, "deserializeCudaEngine returned null")
+        let raw = result::create("deserializeCudaEngine", |out| {
+            // SAFETY: `bytes` is valid for its length during the call.
+            let status = unsafe {
+                ffi::trt_runtime_deserialize(
+                    self.raw.as_ptr(),
+                    bytes.as_ptr() as *const c_void,
+                    bytes.len(),
+                    out,
+                )
+            };
+            self.logger.resume_panic();
+            status
         })?;
         Ok(Arc::new(Engine {
             raw,
