@@ -4,53 +4,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+pub use trt_manifest::ShapeRange;
+use trt_manifest::shape_text;
 
 use crate::error::{Error, Result};
 use crate::model::{Dim, TensorInfo};
-
-/// min/opt/max shape of one input.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ShapeRange {
-    /// Smallest shape.
-    pub min: Vec<i64>,
-    /// Shape kernels are tuned for.
-    pub opt: Vec<i64>,
-    /// Largest shape.
-    pub max: Vec<i64>,
-}
-
-impl ShapeRange {
-    /// A range.
-    pub fn new(
-        min: impl Into<Vec<i64>>,
-        opt: impl Into<Vec<i64>>,
-        max: impl Into<Vec<i64>>,
-    ) -> Self {
-        ShapeRange {
-            min: min.into(),
-            opt: opt.into(),
-            max: max.into(),
-        }
-    }
-
-    /// A range of one fixed shape.
-    pub fn fixed(shape: impl Into<Vec<i64>>) -> Self {
-        let s = shape.into();
-        ShapeRange {
-            min: s.clone(),
-            opt: s.clone(),
-            max: s,
-        }
-    }
-}
-
-/// Formats a shape as `1x3x224x224`.
-pub fn format_shape(dims: &[i64]) -> String {
-    dims.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("x")
-}
 
 /// Parses `1x3x224x224` (an empty string is a scalar).
 ///
@@ -238,7 +196,7 @@ pub fn validate_profiles(inputs: &[TensorInfo], profiles: &[Profile]) -> Result<
                         input: name.clone(),
                         message: format!(
                             "profile {p} {which} shape {} has rank {} but the model declares rank {} {}",
-                            format_shape(dims),
+                            shape_text(dims),
                             dims.len(),
                             info.dims.len(),
                             info.shape_string()
@@ -284,7 +242,7 @@ pub fn validate_profiles(inputs: &[TensorInfo], profiles: &[Profile]) -> Result<
                     input: name.clone(),
                     message: format!(
                         "profile {p}'s max shape {} is {} of {}, above the {}-byte limit of one input",
-                        format_shape(&range.max),
+                        shape_text(&range.max),
                         bytes.map_or("more than 2^64 bytes".to_string(), |b| format!("{b} bytes")),
                         info.elem_type,
                         crate::MAX_ARRAY_BYTES

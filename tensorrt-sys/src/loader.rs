@@ -163,13 +163,14 @@ impl Library {
         Self::load().is_ok()
     }
 
-    /// Opens the libraries from one folder only.
+    /// Opens the libraries from one folder only (not shared with [`Library::load`]'s handle;
+    /// same type, so either can feed the safe owners).
     ///
     /// # Errors
     ///
     /// See [`Library::open`].
-    pub fn load_from(dir: impl AsRef<Path>) -> Result<Library> {
-        Self::open(&SearchPath::dirs([dir.as_ref()]))
+    pub fn load_from(dir: impl AsRef<Path>) -> Result<Arc<Library>> {
+        Self::open(&SearchPath::dirs([dir.as_ref()])).map(Arc::new)
     }
 
     /// Opens the inference library (required) and the ONNX parser library (optional: a

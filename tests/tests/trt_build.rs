@@ -47,7 +47,10 @@ fn builds_caches_and_embeds_the_engine() {
         .collect();
     assert_eq!(names, ["y_hat", "q", "dummy_input", "x_hat"]);
     assert_eq!(m.interface.tensors[0].dims, vec![-1, 8, -1, -1]);
-    assert_eq!(m.interface.profiles[0].inputs[2].max, vec![3, 3, 31, 31]);
+    assert_eq!(
+        m.interface.profiles[0].inputs[2].range.max,
+        vec![3, 3, 31, 31]
+    );
     let c = m.calibration.as_ref().unwrap();
     assert_eq!(
         (c.samples, c.report_samples, c.activations, c.weights),

@@ -84,9 +84,7 @@ fn manifest_matches_tensorrt_metadata_and_mismatches_are_listed() {
     wrong.profiles.pop();
     wrong.profiles[0].inputs[1] = RangeSpec {
         name: "q".into(),
-        min: vec![1, 8, 1, 1],
-        opt: vec![1, 8, 1, 1],
-        max: vec![2, 8, 1, 1],
+        range: trt_manifest::ShapeRange::new(vec![1, 8, 1, 1], vec![1, 8, 1, 1], vec![2, 8, 1, 1]),
     };
     let e = trt_runtime::check_interface(&manifest, &wrong).unwrap_err();
     assert_eq!(e.code(), ErrorCode::ManifestMismatch);

@@ -10,7 +10,7 @@ use trt_cache::{Entry, ErrorKind, LocalCache, StoredEntry};
 #[cfg(feature = "remote-cache")]
 use trt_cache::{Mode, Published, Remote};
 
-use crate::env::Cargo;
+use crate::cargo::Cargo;
 use crate::error::Error;
 #[cfg(feature = "remote-cache")]
 use crate::error::Kind;

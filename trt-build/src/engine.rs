@@ -67,7 +67,7 @@ impl ProgressMonitor for Progress {
 /// Opens TensorRT: from `dir` only, or once per process from the default search path.
 pub(crate) fn library(dir: Option<&Path>) -> Result<Arc<Library>, tensorrt_sys::Error> {
     match dir {
-        Some(dir) => Library::load_from(dir).map(Arc::new),
+        Some(dir) => Library::load_from(dir),
         None => Library::load(),
     }
 }
@@ -155,9 +155,7 @@ pub(crate) fn build(
                 .map_err(|e| engine_error(model, &format!("profile {p}, input '{}'", t.name), e))?;
             spec.inputs.push(RangeSpec {
                 name: t.name.clone(),
-                min: range.min,
-                opt: range.opt,
-                max: range.max,
+                range,
             });
         }
         config

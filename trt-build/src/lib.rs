@@ -124,9 +124,9 @@
 
 mod artifacts;
 mod cache;
+mod cargo;
 pub mod codegen;
 mod engine;
-mod env;
 mod error;
 mod pipeline;
 
@@ -139,7 +139,7 @@ use error::Kind;
 pub use trt_cache::{Mode as RemoteCacheMode, RemoteConfig};
 use trt_manifest::Manifest;
 
-use crate::env::Cargo;
+use crate::cargo::Cargo;
 use crate::pipeline::default_cache_dir;
 
 /// Version of the cache-key recipe; bump when generated artifacts change meaning.

@@ -13,8 +13,8 @@ use trt_cache::{ENGINE, MANIFEST, ONNX};
 
 use crate::artifacts::write_if_changed;
 use crate::cache::{Origin, Tiers};
+use crate::cargo::Cargo;
 use crate::engine::{self, EngineOptions};
-use crate::env::Cargo;
 use crate::error::{Error, Kind};
 use crate::{
     Builder, BuiltModel, Int8, KEY_VERSION, ModelConfig, Precision, Profile, Source, codegen,

@@ -18,9 +18,7 @@ fn tensor(name: &str, mode: Mode, dims: &[i64]) -> TensorSpec {
 fn manifest(tensors: Vec<TensorSpec>) -> Manifest {
     let range = |name: &str, min: [i64; 4], max: [i64; 4]| RangeSpec {
         name: name.into(),
-        min: min.to_vec(),
-        opt: min.to_vec(),
-        max: max.to_vec(),
+        range: trt_manifest::ShapeRange::new(min.to_vec(), min.to_vec(), max.to_vec()),
     };
     Manifest {
         format_version: trt_manifest::FORMAT_VERSION,

@@ -39,17 +39,51 @@ pub struct TensorSpec {
     pub dims: Vec<i64>,
 }
 
-/// min/opt/max of one input in one profile.
+/// min/opt/max shape of one input: the one shape-range type of the workspace (declared in
+/// `build.rs`, checked by calibration, recorded in the manifest, matched at run time).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ShapeRange {
+    /// Smallest shape.
+    pub min: Vec<i64>,
+    /// Shape kernels are tuned for.
+    pub opt: Vec<i64>,
+    /// Largest shape.
+    pub max: Vec<i64>,
+}
+
+impl ShapeRange {
+    /// A range.
+    pub fn new(
+        min: impl Into<Vec<i64>>,
+        opt: impl Into<Vec<i64>>,
+        max: impl Into<Vec<i64>>,
+    ) -> Self {
+        ShapeRange {
+            min: min.into(),
+            opt: opt.into(),
+            max: max.into(),
+        }
+    }
+
+    /// A range of one fixed shape.
+    pub fn fixed(shape: impl Into<Vec<i64>>) -> Self {
+        let s = shape.into();
+        ShapeRange {
+            min: s.clone(),
+            opt: s.clone(),
+            max: s,
+        }
+    }
+}
+
+/// The range of one named input in one profile (serialized flat: `name`, `min`, `opt`, `max`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RangeSpec {
     /// Input name.
     pub name: String,
-    /// Smallest shape.
-    pub min: Vec<i64>,
-    /// Optimum shape.
-    pub opt: Vec<i64>,
-    /// Largest shape.
-    pub max: Vec<i64>,
+    /// Its min/opt/max.
+    #[serde(flatten)]
+    pub range: ShapeRange,
 }
 
 /// One optimization profile: a range for every input.
@@ -61,8 +95,11 @@ pub struct ProfileSpec {
 
 impl ProfileSpec {
     /// The range of one input.
-    pub fn range(&self, name: &str) -> Option<&RangeSpec> {
-        self.inputs.iter().find(|r| r.name == name)
+    pub fn range(&self, name: &str) -> Option<&ShapeRange> {
+        self.inputs
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| &r.range)
     }
 }
 
@@ -162,9 +199,9 @@ impl Interface {
                     continue;
                 };
                 for (which, x, y) in [
-                    ("min", &r.min, &ar.min),
-                    ("opt", &r.opt, &ar.opt),
-                    ("max", &r.max, &ar.max),
+                    ("min", &r.range.min, &ar.min),
+                    ("opt", &r.range.opt, &ar.opt),
+                    ("max", &r.range.max, &ar.max),
                 ] {
                     if x != y {
                         out.push(format!(
@@ -309,9 +346,9 @@ impl fmt::Display for Manifest {
                     f,
                     "    {}: min {} opt {} max {}",
                     r.name,
-                    shape_text(&r.min),
-                    shape_text(&r.opt),
-                    shape_text(&r.max)
+                    shape_text(&r.range.min),
+                    shape_text(&r.range.opt),
+                    shape_text(&r.range.max)
                 )?;
             }
         }
@@ -394,9 +431,11 @@ mod tests {
             profiles: vec![ProfileSpec {
                 inputs: vec![RangeSpec {
                     name: "x".into(),
-                    min: vec![1, 3, 8, 8],
-                    opt: vec![2, 3, 16, 16],
-                    max: vec![4, 3, 32, 32],
+                    range: ShapeRange::new(
+                        vec![1, 3, 8, 8],
+                        vec![2, 3, 16, 16],
+                        vec![4, 3, 32, 32],
+                    ),
                 }],
             }],
         }
@@ -413,7 +452,7 @@ mod tests {
         other.tensors[0].dtype = DType::F16;
         other.tensors[0].dims[1] = 4;
         other.tensors[1].name = "z".into();
-        other.profiles[0].inputs[0].max = vec![8, 3, 32, 32];
+        other.profiles[0].inputs[0].range.max = vec![8, 3, 32, 32];
         let d = iface().differences(&other);
         assert_eq!(d.len(), 5, "{d:#?}");
         assert!(

@@ -9,7 +9,7 @@ use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
 use tensorrt_sys::{
     Diagnostics, Engine, EngineValidity, IoMode, Library, Logger, Runtime, Severity,
 };
-use trt_manifest::{DType, Interface, Manifest, ProfileSpec, RangeSpec, TensorSpec};
+use trt_manifest::{DType, Interface, Manifest, ProfileSpec, RangeSpec, ShapeRange, TensorSpec};
 
 use crate::device::{Device, DeviceTensor, cuda_error};
 use crate::error::{Error, ErrorCode, Result};
@@ -76,9 +76,7 @@ pub(crate) fn engine_interface(engine: &Engine, manifest: &Manifest) -> Result<I
             let d = engine.profile_dims(&t.name, p)?;
             spec.inputs.push(RangeSpec {
                 name: t.name.clone(),
-                min: d.min,
-                opt: d.opt,
-                max: d.max,
+                range: ShapeRange::new(d.min, d.opt, d.max),
             });
         }
         profiles.push(spec);

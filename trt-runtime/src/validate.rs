@@ -179,9 +179,7 @@ mod tests {
         let x = |min: [i64; 2], max: [i64; 2]| ProfileSpec {
             inputs: vec![RangeSpec {
                 name: "x".into(),
-                min: min.to_vec(),
-                opt: min.to_vec(),
-                max: max.to_vec(),
+                range: trt_manifest::ShapeRange::new(min.to_vec(), min.to_vec(), max.to_vec()),
             }],
         };
         Interface {

@@ -1,4 +1,5 @@
-//! Everything the build script says to Cargo, and every environment variable it reads, goes
+//! The build script's side of Cargo: every instruction it prints (`cargo::warning`,
+//! `rerun-if-…`) and every environment variable it reads goes
 //! through here.
 
 use std::collections::BTreeSet;
