@@ -353,20 +353,20 @@ impl<'m> Calibrator<'m> {
 
         let pass = |number: usize, template: Vec<TensorStats>| -> Result<Vec<TensorStats>> {
             let done = AtomicUsize::new(0);
+            let shared = Pass {
+                source,
+                inputs: &inputs,
+                cpu: &cpu,
+                index: &index,
+                template: &template,
+                first_pass: number == 1,
+                shapes: &shapes,
+                fitted: &fitted,
+            };
             pool.install(|| {
                 refs.par_iter()
                     .map(|r| -> Result<Vec<TensorStats>> {
-                        let stats = self.observe_sample(
-                            source,
-                            r,
-                            &inputs,
-                            &cpu,
-                            &index,
-                            &template,
-                            number == 1,
-                            &shapes,
-                            &fitted,
-                        )?;
+                        let stats = self.observe_sample(&shared, r)?;
                         let d = done.fetch_add(1, Ordering::Relaxed) + 1;
                         if let Some(p) = &self.progress {
                             p(Progress {
@@ -460,19 +460,17 @@ impl<'m> Calibrator<'m> {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn observe_sample(
-        &self,
-        source: &Source,
-        r: &SampleRef,
-        inputs: &[TensorInfo],
-        cpu: &CpuModel,
-        index: &[usize],
-        template: &[TensorStats],
-        first_pass: bool,
-        shapes: &Mutex<BTreeMap<String, BTreeSet<Vec<usize>>>>,
-        fitted: &Mutex<BTreeSet<usize>>,
-    ) -> Result<Vec<TensorStats>> {
+    fn observe_sample(&self, pass: &Pass<'_>, r: &SampleRef) -> Result<Vec<TensorStats>> {
+        let Pass {
+            source,
+            inputs,
+            cpu,
+            index,
+            template,
+            first_pass,
+            shapes,
+            fitted,
+        } = *pass;
         let sample = source.load(r, inputs)?;
         let profile = sample.validate(inputs, &self.profiles)?;
         if first_pass {
@@ -494,6 +492,22 @@ impl<'m> Calibrator<'m> {
         }
         Ok(stats)
     }
+}
+
+/// What every sample of one calibration pass shares.
+#[derive(Clone, Copy)]
+struct Pass<'a> {
+    source: &'a Source,
+    inputs: &'a [TensorInfo],
+    cpu: &'a CpuModel,
+    /// Position of each observed tensor among the model's outputs.
+    index: &'a [usize],
+    /// Empty statistics, one per observed tensor.
+    template: &'a [TensorStats],
+    /// The first pass also records shapes and profiles seen.
+    first_pass: bool,
+    shapes: &'a Mutex<BTreeMap<String, BTreeSet<Vec<usize>>>>,
+    fitted: &'a Mutex<BTreeSet<usize>>,
 }
 
 /// Thresholds with every group of tensors that must share a scale (Concat inputs) raised to

@@ -1,11 +1,10 @@
 //! Optimization profiles: min/opt/max shapes of the dynamic inputs, checked against the model.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 pub use trt_manifest::ShapeRange;
-use trt_manifest::shape_text;
+use trt_manifest::{ProfileSpec, RangeSpec, shape_text};
 
 use crate::error::{Error, Result};
 use crate::model::{Dim, TensorInfo};
@@ -32,31 +31,6 @@ pub fn parse_shape(text: &str) -> Result<Vec<i64>> {
                 })
         })
         .collect()
-}
-
-/// One shape outside a profile.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShapeViolation {
-    /// The input.
-    pub input: String,
-    /// The axis.
-    pub axis: usize,
-    /// The actual extent.
-    pub value: i64,
-    /// Allowed minimum.
-    pub min: i64,
-    /// Allowed maximum.
-    pub max: i64,
-}
-
-impl fmt::Display for ShapeViolation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "input '{}' dimension {} is {}, outside the allowed range {}..={}",
-            self.input, self.axis, self.value, self.min, self.max
-        )
-    }
 }
 
 /// One optimization profile: a [`ShapeRange`] for every dynamic input (fixed inputs may be
@@ -106,37 +80,18 @@ impl Profile {
         Ok(self)
     }
 
-    /// Checks shapes against the profile's min/max; inputs the profile does not list pass.
-    ///
-    /// # Errors
-    ///
-    /// The first violation.
-    pub fn check_shapes<'a>(
-        &self,
-        shapes: impl IntoIterator<Item = (&'a str, &'a [usize])>,
-    ) -> std::result::Result<(), ShapeViolation> {
-        for (name, shape) in shapes {
-            let Some(range) = self.inputs.get(name) else {
-                continue;
-            };
-            for (axis, &v) in shape.iter().enumerate() {
-                let (min, max) = (
-                    range.min.get(axis).copied().unwrap_or(0),
-                    range.max.get(axis).copied().unwrap_or(0),
-                );
-                let v = v as i64;
-                if v < min || v > max {
-                    return Err(ShapeViolation {
-                        input: name.to_string(),
-                        axis,
-                        value: v,
-                        min,
-                        max,
-                    });
-                }
-            }
+    /// The profile in the manifest's terms (ranges in name order), for the shared validator.
+    pub fn spec(&self) -> ProfileSpec {
+        ProfileSpec {
+            inputs: self
+                .inputs
+                .iter()
+                .map(|(name, range)| RangeSpec {
+                    name: name.clone(),
+                    range: range.clone(),
+                })
+                .collect(),
         }
-        Ok(())
     }
 }
 

@@ -114,7 +114,7 @@ fn calls_are_validated_against_the_profiles() {
     let e = s.run(&call(&y, &q, &d)).unwrap_err();
     assert_eq!(e.code(), ErrorCode::InvalidInput);
     assert!(
-        e.message().contains("input 'y_hat' dimension 0 is 9"),
+        e.message().contains("input 'y_hat': dimension 0 is 9"),
         "{e}"
     );
     assert!(
@@ -133,7 +133,7 @@ fn calls_are_validated_against_the_profiles() {
         .unwrap_err();
     assert!(
         e.message()
-            .contains("input 'y_hat' is int64 but the engine expects float32"),
+            .contains("input 'y_hat': element type int64 but the engine expects float32"),
         "{e}"
     );
 }

@@ -26,6 +26,20 @@ trt-build: add this to the application's Cargo.toml (the workspace root's, in a 
 trt-build:     [profile.dev.build-override]
 trt-build:     opt-level = 3";
 
+/// One model to calibrate and build: what `build_entry` needs besides Cargo and the log.
+struct BuildJob<'a> {
+    m: &'a ModelConfig,
+    model: &'a calib::Model,
+    /// Its cache key.
+    key: &'a str,
+    options: &'a EngineOptions,
+    /// Calibration and held-out data with their fingerprint (INT8 only).
+    sources: Option<(Source, Source, String)>,
+    /// The local cache's root (timing caches live there).
+    cache_dir: &'a Path,
+    library: &'a std::sync::Arc<tensorrt_sys::Library>,
+}
+
 impl Builder {
     pub(crate) fn build_model(
         &self,
@@ -163,17 +177,16 @@ impl Builder {
                         ),
                     )
                 })?;
-                let built = self.build_entry(
+                let job = BuildJob {
                     m,
-                    &model,
-                    &key,
-                    &options,
-                    calibrator_sources,
-                    tiers.local.root(),
-                    &library,
-                    cargo,
-                    log,
-                )?;
+                    model: &model,
+                    key: &key,
+                    options: &options,
+                    sources: calibrator_sources,
+                    cache_dir: tiers.local.root(),
+                    library: &library,
+                };
+                let built = self.build_entry(job, cargo, log)?;
                 tiers.publish_and_store(name, built, cargo, log)?
             }
         };
@@ -263,19 +276,21 @@ impl Builder {
         c
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn build_entry(
         &self,
-        m: &ModelConfig,
-        model: &calib::Model,
-        key: &str,
-        options: &EngineOptions,
-        sources: Option<(Source, Source, String)>,
-        cache_dir: &Path,
-        library: &std::sync::Arc<tensorrt_sys::Library>,
+        job: BuildJob<'_>,
         cargo: &Cargo,
         log: &mut String,
     ) -> Result<trt_cache::Entry, Error> {
+        let BuildJob {
+            m,
+            model,
+            key,
+            options,
+            sources,
+            cache_dir,
+            library,
+        } = job;
         let name = m.name.as_str();
         let mut files: Vec<(&str, Vec<u8>)> = Vec::new();
         // `If` nodes decided by shapes the profiles fix are replaced by their branch (TensorRT

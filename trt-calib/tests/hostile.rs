@@ -83,7 +83,11 @@ fn outputs_never_alias_inputs_and_nothing_is_written_when_a_check_fails() {
         .save_npy_dir(&held.join("big"))
         .unwrap();
     let (ok, out) = quantize_to(d, &target, &["--report-data", s(&held)]);
-    assert_refused(ok, &out, &["big", "outside profile"]);
+    assert_refused(
+        ok,
+        &out,
+        &["big", "outside the allowed range: profile 0: 1..=4"],
+    );
     assert!(
         !target.exists(),
         "the output was written before every check passed"

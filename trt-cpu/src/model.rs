@@ -56,6 +56,17 @@ pub struct TensorInfo {
 }
 
 impl TensorInfo {
+    /// The tensor in the manifest's terms (dims `-1` where not fixed), for the shared
+    /// validator and the manifest.
+    pub fn spec(&self, mode: trt_manifest::Mode) -> trt_manifest::TensorSpec {
+        trt_manifest::TensorSpec {
+            name: self.name.clone(),
+            mode,
+            dtype: self.elem_type,
+            dims: self.dims.iter().map(|d| d.fixed().unwrap_or(-1)).collect(),
+        }
+    }
+
     /// Whether any dimension is not fixed.
     pub fn is_dynamic(&self) -> bool {
         self.dims.iter().any(|d| d.fixed().is_none())

@@ -4,12 +4,16 @@
 //! where the engine came from (hash, TensorRT flavor and version, precision, calibration).
 //!
 //! [`Interface::differences`] lists every mismatch between two interfaces, so a runtime can
-//! refuse an engine that does not match the bindings generated for it.
+//! refuse an engine that does not match the bindings generated for it. [`check_inputs`] and
+//! [`fit_profile`] are the one validator of inputs against declared tensors and profiles,
+//! used by calibration and at run time.
 
 use std::fmt;
 
 mod dtype;
+mod validate;
 pub use dtype::DType;
+pub use validate::{AllowedRange, TensorMeta, Violation, check_inputs, fit_profile};
 
 use serde::{Deserialize, Serialize};
 
@@ -114,7 +118,7 @@ pub struct Interface {
 
 impl Interface {
     /// Inputs in order.
-    pub fn inputs(&self) -> impl Iterator<Item = &TensorSpec> {
+    pub fn inputs(&self) -> impl Iterator<Item = &TensorSpec> + Clone {
         self.tensors.iter().filter(|t| t.mode == Mode::Input)
     }
 
@@ -224,6 +228,12 @@ fn dim_text(d: i64) -> String {
     } else {
         d.to_string()
     }
+}
+
+/// Formats declared dims as `[dynamic, 3, 224, 224]`.
+fn dims_text(dims: &[i64]) -> String {
+    let dims: Vec<String> = dims.iter().map(|&d| dim_text(d)).collect();
+    format!("[{}]", dims.join(", "))
 }
 
 /// Formats a shape as `1x3x224x224`.

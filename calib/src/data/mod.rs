@@ -9,7 +9,11 @@ use std::path::{Path, PathBuf};
 use tract_onnx::prelude::{Tensor, tract_ndarray as nd};
 
 use crate::error::{Error, Result};
-use crate::model::{Dim, TensorInfo};
+use trt_manifest::{
+    Mode, ProfileSpec, TensorMeta, TensorSpec, Violation, check_inputs, fit_profile,
+};
+
+use crate::model::{DType, Dim, TensorInfo};
 use crate::profile::Profile;
 
 mod tensor;
@@ -78,59 +82,12 @@ impl Sample {
     /// allowed range.
     pub fn validate(&self, inputs: &[TensorInfo], profiles: &[Profile]) -> Result<usize> {
         let id = self.id.as_str();
-        for name in self.tensors.keys() {
-            if !inputs.iter().any(|i| &i.name == name) {
-                let known: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
-                return Err(Error::sample(
-                    id,
-                    Some(name),
-                    format!(
-                        "the model has no such input (its inputs: {})",
-                        known.join(", ")
-                    ),
-                ));
-            }
-        }
-        for input in inputs {
-            let name = input.name.as_str();
-            let t = self.tensors.get(name).ok_or_else(|| {
-                Error::sample(id, Some(name), "missing: every model input needs a tensor")
-            })?;
-            if t.elem_type() != input.elem_type {
-                return Err(Error::sample(
-                    id,
-                    Some(name),
-                    format!(
-                        "element type {} but the model expects {}",
-                        t.elem_type(),
-                        input.elem_type
-                    ),
-                ));
-            }
-            if t.shape().len() != input.dims.len() {
-                return Err(Error::sample(
-                    id,
-                    Some(name),
-                    format!(
-                        "rank {} (shape {:?}) but the model declares rank {} {}",
-                        t.shape().len(),
-                        t.shape(),
-                        input.dims.len(),
-                        input.shape_string()
-                    ),
-                ));
-            }
-            for (axis, (dim, &value)) in input.dims.iter().zip(t.shape()).enumerate() {
-                if let Dim::Fixed(expected) = dim
-                    && *expected != value as i64
-                {
-                    return Err(Error::sample(
-                        id,
-                        Some(name),
-                        format!("dimension {axis} is {value} but the model fixes it to {expected}"),
-                    ));
-                }
-            }
+        let refused = |v: Violation| Error::sample(id, v.input(), v.describe("the model"));
+        let specs: Vec<TensorSpec> = inputs.iter().map(|i| i.spec(Mode::Input)).collect();
+        let given: Vec<(&str, &HostTensor)> =
+            self.tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        check_inputs(&specs, &given).map_err(refused)?;
+        for (name, t) in &given {
             if let Some(at) = t.first_non_finite() {
                 return Err(Error::sample(
                     id,
@@ -166,35 +123,17 @@ impl Sample {
                 }
             }
         }
-        if profiles.is_empty() {
-            return Ok(0);
-        }
-        let mut first_violation = None;
-        for (p, profile) in profiles.iter().enumerate() {
-            match profile.check_shapes(self.tensors.iter().map(|(n, t)| (n.as_str(), t.shape()))) {
-                Ok(()) => return Ok(p),
-                Err(v) => {
-                    first_violation.get_or_insert((p, v));
-                }
-            }
-        }
-        let (p, v) = first_violation.expect("at least one profile");
-        let also = if profiles.len() > 1 {
-            format!(
-                " (and fits none of the other {} profiles)",
-                profiles.len() - 1
-            )
-        } else {
-            String::new()
-        };
-        Err(Error::sample(
-            id,
-            Some(&v.input),
-            format!(
-                "dimension {} is {}, outside profile {p}'s allowed range {}..={}{also}",
-                v.axis, v.value, v.min, v.max
-            ),
-        ))
+        let profiles: Vec<ProfileSpec> = profiles.iter().map(Profile::spec).collect();
+        fit_profile(&profiles, &given, None).map_err(refused)
+    }
+}
+
+impl TensorMeta for HostTensor {
+    fn dtype(&self) -> DType {
+        self.elem_type()
+    }
+    fn shape(&self) -> &[usize] {
+        HostTensor::shape(self)
     }
 }
 
