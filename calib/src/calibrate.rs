@@ -112,11 +112,11 @@ impl Calibration {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] or [`Error::Decode`] naming the file.
+    /// [`Error::Io`] or [`Error::CalibrationFile`] naming the file.
     pub fn load(path: impl AsRef<Path>) -> Result<Calibration> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
+        serde_json::from_slice(&bytes).map_err(|e| Error::CalibrationFile {
             path: path.into(),
             message: e.to_string(),
         })
@@ -298,7 +298,7 @@ impl<'m> Calibrator<'m> {
     /// # Errors
     ///
     /// [`Error::Profile`] for profiles that do not match the model, [`Error::EmptySource`],
-    /// [`Error::Sample`] for the first bad sample, [`Error::Inference`] when tract fails.
+    /// [`Error::Sample`] for the first bad sample, [`Error::Cpu`] when the CPU engine fails.
     pub fn run(&self, source: &Source) -> Result<Calibration> {
         self.run_with(source, self.fingerprint(source)?)
     }

@@ -18,13 +18,16 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
-    /// A file is not a valid ONNX model.
-    Decode {
-        /// The file (or a description of the bytes).
+    /// A saved calibration file cannot be read back.
+    CalibrationFile {
+        /// The file.
         path: PathBuf,
-        /// What the decoder said.
+        /// What the JSON decoder said.
         message: String,
     },
+    /// Reading, checking or running the model on the CPU failed (`trt-cpu`: invalid ONNX,
+    /// external data, an operator no CPU engine can run…).
+    Cpu(trt_cpu::Error),
     /// The model cannot be used as asked (missing graph, unsupported element type…).
     Model {
         /// Model name or path.
@@ -51,13 +54,6 @@ pub enum Error {
         /// The input.
         input: String,
         /// What is wrong.
-        message: String,
-    },
-    /// The CPU inference engine (tract) failed.
-    Inference {
-        /// Which model and step.
-        context: String,
-        /// tract's message.
         message: String,
     },
     /// An option is invalid (percentile out of range, unknown method…).
@@ -105,9 +101,14 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
-            Error::Decode { path, message } => {
-                write!(f, "{} is not a valid ONNX model: {message}", path.display())
+            Error::CalibrationFile { path, message } => {
+                write!(
+                    f,
+                    "{} is not a saved calibration: {message}",
+                    path.display()
+                )
             }
+            Error::Cpu(e) => e.fmt(f),
             Error::Model { model, message } => write!(f, "model {model}: {message}"),
             Error::Sample {
                 sample,
@@ -128,9 +129,6 @@ impl fmt::Display for Error {
                 )
             }
             Error::Profile { input, message } => write!(f, "profile of input '{input}': {message}"),
-            Error::Inference { context, message } => {
-                write!(f, "CPU inference ({context}) failed: {message}")
-            }
             Error::Options { message } => write!(f, "invalid option: {message}"),
         }
     }
@@ -140,6 +138,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io { source, .. } => Some(source),
+            Error::Cpu(e) => std::error::Error::source(e),
             _ => None,
         }
     }
@@ -148,9 +147,7 @@ impl std::error::Error for Error {
 impl From<trt_cpu::Error> for Error {
     fn from(e: trt_cpu::Error) -> Self {
         match e {
-            trt_cpu::Error::Io { path, source } => Error::Io { path, source },
-            trt_cpu::Error::Decode { path, message } => Error::Decode { path, message },
-            trt_cpu::Error::Model { model, message } => Error::Model { model, message },
+            // A missing input of a run is a sample's fault: say which sample.
             trt_cpu::Error::Input {
                 call,
                 input,
@@ -160,12 +157,7 @@ impl From<trt_cpu::Error> for Error {
                 input: Some(input),
                 message,
             },
-            trt_cpu::Error::Inference { context, message } => Error::Inference { context, message },
-            trt_cpu::Error::Options { message } => Error::Options { message },
-            other => Error::Inference {
-                context: "CPU inference".into(),
-                message: other.to_string(),
-            },
+            other => Error::Cpu(other),
         }
     }
 }

@@ -31,7 +31,7 @@ const MAX_ROUNDS: usize = 8;
 ///
 /// # Errors
 ///
-/// [`crate::Error::Inference`] when neither engine can compute a condition.
+/// [`crate::Error::Cpu`] when neither engine can compute a condition.
 pub fn fold_shape_ifs(model: &Model, profiles: &[Profile]) -> Result<Option<(Model, Vec<String>)>> {
     let mut current = model.clone();
     let mut notes = Vec::new();

@@ -132,7 +132,7 @@ impl Acc {
 ///
 /// # Errors
 ///
-/// [`crate::Error::Inference`] when either model fails on a sample.
+/// [`crate::Error::Cpu`] when either model fails on a sample.
 pub fn compare_samples(reference: &Model, candidate: &Model, samples: &[Sample]) -> Result<Report> {
     accumulate(reference, candidate, samples.iter().cloned().map(Ok))
 }

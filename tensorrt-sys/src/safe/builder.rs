@@ -99,13 +99,13 @@ impl Builder {
     /// # Errors
     ///
     /// [`ErrorKind::TensorRt`] if TensorRT refuses.
-    pub fn profile(&self) -> Result<Profile<'_>> {
+    pub fn profile(&self) -> Result<OptimizationProfile<'_>> {
         // SAFETY: valid builder; the profile is owned by the builder and outlived by it
-        // (`Profile` borrows the builder).
+        // (`OptimizationProfile` borrows the builder).
         let raw = result::create("createOptimizationProfile", |out| unsafe {
             ffi::trt_profile_create(self.raw.as_ptr(), out)
         })?;
-        Ok(Profile {
+        Ok(OptimizationProfile {
             raw,
             _builder: self,
         })

@@ -111,7 +111,7 @@ impl Config<'_> {
     ///
     /// [`ErrorKind::InvalidArgument`] when the profile is invalid (a dynamic input without
     /// bounds, or min > opt > max).
-    pub fn add_profile(&mut self, profile: &Profile<'_>) -> Result<usize> {
+    pub fn add_profile(&mut self, profile: &OptimizationProfile<'_>) -> Result<usize> {
         let mut index = 0;
         // SAFETY: both handles are alive and come from the same builder.
         unsafe { ffi::trt_config_add_profile(self.raw.as_ptr(), profile.raw.as_ptr(), &mut index) }

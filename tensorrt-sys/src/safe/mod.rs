@@ -21,7 +21,7 @@ pub use config::{Config, ProgressMonitor};
 pub use context::Context;
 pub use engine::{Engine, IoMode, IoTensor, ProfileDims};
 pub use logger::{Logger, Severity};
-pub use network::{Network, Profile};
+pub use network::{Network, OptimizationProfile};
 pub use runtime::{Diagnostics, EngineValidity, Runtime};
 pub use tensor::{DataType, TensorDesc};
 

@@ -120,18 +120,19 @@ impl Drop for Network<'_> {
 }
 
 /// An optimization profile: min/opt/max shapes for every dynamic input.
-pub struct Profile<'b> {
+pub struct OptimizationProfile<'b> {
     pub(super) raw: NonNull<ffi::trt_profile>,
     pub(super) _builder: &'b Builder,
 }
 
-impl fmt::Debug for Profile<'_> {
+impl fmt::Debug for OptimizationProfile<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Profile").finish_non_exhaustive()
+        f.debug_struct("OptimizationProfile")
+            .finish_non_exhaustive()
     }
 }
 
-impl Profile<'_> {
+impl OptimizationProfile<'_> {
     /// Sets min, opt and max of input `name`.
     ///
     /// # Errors
@@ -155,7 +156,7 @@ impl Profile<'_> {
     }
 }
 
-impl Drop for Profile<'_> {
+impl Drop for OptimizationProfile<'_> {
     fn drop(&mut self) {
         // SAFETY: frees the shim's handle once; the IOptimizationProfile stays with the builder.
         unsafe { ffi::trt_profile_destroy(self.raw.as_ptr()) }
