@@ -111,22 +111,9 @@ pub(crate) fn build(
     ] {
         let list = list.map_err(|e| engine_error(model, "listing the network's tensors", e))?;
         for t in list {
-            let dtype = trt_manifest::DType::from_name(t.data_type.name()).ok_or_else(|| {
-                Error::new(
-                    Kind::Engine,
-                    format!(
-                        "model `{model}`: tensor '{}' has element type {}, which the manifest cannot describe",
-                        t.name,
-                        t.data_type.name()
-                    ),
-                )
-            })?;
-            tensors.push(TensorSpec {
-                name: t.name,
-                mode,
-                dtype,
-                dims: t.dims,
-            });
+            let spec = TensorSpec::from_tensorrt(t.name, mode, t.data_type.name(), t.dims)
+                .map_err(|m| Error::new(Kind::Engine, format!("model `{model}`: {m}")))?;
+            tensors.push(spec);
         }
     }
     let mut config = builder

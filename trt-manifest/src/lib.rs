@@ -43,6 +43,32 @@ pub struct TensorSpec {
     pub dims: Vec<i64>,
 }
 
+impl TensorSpec {
+    /// A tensor as TensorRT lists it (a parsed network at build time, a deserialized engine
+    /// at run time), its element type given by TensorRT's name for it (`float32`, `int64`…).
+    ///
+    /// # Errors
+    ///
+    /// A sentence naming the tensor and the element type when the manifest cannot describe
+    /// that type.
+    pub fn from_tensorrt(
+        name: String,
+        mode: Mode,
+        element_type: &str,
+        dims: Vec<i64>,
+    ) -> Result<TensorSpec, String> {
+        let dtype = DType::from_name(element_type).ok_or_else(|| {
+            format!("tensor '{name}' has element type {element_type}, which the manifest cannot describe")
+        })?;
+        Ok(TensorSpec {
+            name,
+            mode,
+            dtype,
+            dims,
+        })
+    }
+}
+
 /// min/opt/max shape of one input: the one shape-range type of the workspace (declared in
 /// `build.rs`, checked by calibration, recorded in the manifest, matched at run time).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

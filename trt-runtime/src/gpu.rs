@@ -9,7 +9,7 @@ use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
 use tensorrt_sys::{
     Diagnostics, Engine, EngineValidity, IoMode, Library, Logger, Runtime, Severity,
 };
-use trt_manifest::{DType, Interface, Manifest, ProfileSpec, RangeSpec, ShapeRange, TensorSpec};
+use trt_manifest::{Interface, Manifest, ProfileSpec, RangeSpec, ShapeRange, TensorSpec};
 
 use crate::device::{Device, DeviceTensor, cuda_error};
 use crate::error::{Error, ErrorCode, Result};
@@ -44,26 +44,13 @@ pub(crate) fn engine_interface(engine: &Engine, manifest: &Manifest) -> Result<I
         .io_tensors()?
         .into_iter()
         .map(|t| {
-            let dtype = DType::from_name(t.data_type.name()).ok_or_else(|| {
-                Error::new(
-                    ErrorCode::ManifestMismatch,
-                    format!(
-                        "engine tensor '{}' has element type {}, which this runtime does not support",
-                        t.name,
-                        t.data_type.name()
-                    ),
-                )
-            })?;
-            Ok(TensorSpec {
-                name: t.name,
-                mode: if t.mode == IoMode::Input {
-                    trt_manifest::Mode::Input
-                } else {
-                    trt_manifest::Mode::Output
-                },
-                dtype,
-                dims: t.dims,
-            })
+            let mode = if t.mode == IoMode::Input {
+                trt_manifest::Mode::Input
+            } else {
+                trt_manifest::Mode::Output
+            };
+            TensorSpec::from_tensorrt(t.name, mode, t.data_type.name(), t.dims)
+                .map_err(|m| Error::new(ErrorCode::ManifestMismatch, format!("the engine's {m}")))
         })
         .collect::<Result<Vec<TensorSpec>>>()?;
     let mut profiles = Vec::new();
