@@ -1,7 +1,6 @@
 //! Host tensors: values by element type, and reading them from `.npy` / `.npz` with the
 //! element type the model input declares.
 
-use std::fmt;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
@@ -268,12 +267,13 @@ macro_rules! read_as {
     }};
 }
 
-fn npy_error(e: impl fmt::Display) -> String {
-    let text = e.to_string();
-    if text.to_lowercase().contains("descriptor") {
-        format!("{text}: the array's element type differs from the model input's")
-    } else {
-        text
+/// The reader's error, said in the model's terms where its kind has them.
+fn npy_error(e: ndarray_npy::ReadNpyError) -> String {
+    match e {
+        ndarray_npy::ReadNpyError::WrongDescriptor(_) => {
+            format!("{e}: the array's element type differs from the model input's")
+        }
+        other => other.to_string(),
     }
 }
 
