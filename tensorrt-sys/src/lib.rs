@@ -70,8 +70,7 @@ pub use error::{Error, ErrorKind, ParserError, Result};
 pub use loader::{Flavor, Library, SearchPath};
 pub use safe::{
     Builder, Config, Context, DataType, Diagnostics, Dims, Engine, EngineValidity, IoMode,
-    IoTensor, Logger, Network, OptimizationProfile, ProfileDims, ProgressMonitor, Runtime,
-    Severity, TensorDesc,
+    IoTensor, Logger, Network, OptimizationProfile, ProgressMonitor, Runtime, Severity, TensorDesc,
 };
 
 /// Raw declarations of `shim/trt_shim.h`.

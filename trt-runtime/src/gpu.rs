@@ -60,10 +60,10 @@ pub(crate) fn engine_interface(engine: &Engine, manifest: &Manifest) -> Result<I
             .iter()
             .filter(|t| t.mode == trt_manifest::Mode::Input)
         {
-            let d = engine.profile_dims(&t.name, p)?;
+            let [min, opt, max] = engine.profile_dims(&t.name, p)?;
             spec.inputs.push(RangeSpec {
                 name: t.name.clone(),
-                range: ShapeRange::new(d.min, d.opt, d.max),
+                range: ShapeRange::new(min, opt, max),
             });
         }
         profiles.push(spec);

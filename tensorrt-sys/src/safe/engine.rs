@@ -31,17 +31,6 @@ pub struct IoTensor {
     pub dims: Dims,
 }
 
-/// min/opt/max of one input in one profile.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProfileDims {
-    /// Smallest shape.
-    pub min: Dims,
-    /// Shape the kernels are tuned for.
-    pub opt: Dims,
-    /// Largest shape.
-    pub max: Dims,
-}
-
 /// A deserialized engine.
 pub struct Engine {
     pub(super) raw: NonNull<ffi::trt_engine>,
@@ -110,12 +99,13 @@ impl Engine {
         unsafe { ffi::trt_engine_profile_count(self.raw.as_ptr()) }.max(0) as usize
     }
 
-    /// min/opt/max of input `name` in `profile`.
+    /// `[min, opt, max]` of input `name` in `profile` (TensorRT's `getProfileShape` for each
+    /// selector; callers put them in their own range type, `trt_manifest::ShapeRange`).
     ///
     /// # Errors
     ///
     /// [`ErrorKind::InvalidArgument`] for an unknown profile.
-    pub fn profile_dims(&self, name: &str, profile: usize) -> Result<ProfileDims> {
+    pub fn profile_dims(&self, name: &str, profile: usize) -> Result<[Dims; 3]> {
         let cname = cstring("tensor name", name)?;
         let get = |which: u32| -> Result<Dims> {
             let mut d = std::mem::MaybeUninit::<ffi::trt_dims>::zeroed();
@@ -132,11 +122,11 @@ impl Engine {
                 Ok(from_ffi_dims(&d.assume_init()))
             }
         };
-        Ok(ProfileDims {
-            min: get(ffi::TRT_PROFILE_MIN)?,
-            opt: get(ffi::TRT_PROFILE_OPT)?,
-            max: get(ffi::TRT_PROFILE_MAX)?,
-        })
+        Ok([
+            get(ffi::TRT_PROFILE_MIN)?,
+            get(ffi::TRT_PROFILE_OPT)?,
+            get(ffi::TRT_PROFILE_MAX)?,
+        ])
     }
 
     /// Device memory the engine needs for activations.

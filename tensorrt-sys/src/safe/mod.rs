@@ -19,7 +19,7 @@ mod tensor;
 pub use builder::Builder;
 pub use config::{Config, ProgressMonitor};
 pub use context::Context;
-pub use engine::{Engine, IoMode, IoTensor, ProfileDims};
+pub use engine::{Engine, IoMode, IoTensor};
 pub use logger::{Logger, Severity};
 pub use network::{Network, OptimizationProfile};
 pub use runtime::{Diagnostics, EngineValidity, Runtime};
