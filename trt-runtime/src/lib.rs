@@ -19,16 +19,18 @@
 //! # Loading
 //!
 //! [`Session::new`] checks the embedded bytes against the manifest's SHA-256, opens TensorRT
-//! through `tensorrt-sys`, opens CUDA device 0 through `cudarc`, deserializes the engine and
-//! compares its I/O tensors (names, modes, element types, dims) and every profile's
+//! through `tensorrt-sys`, opens CUDA device 0 ([`Device`], through `cudarc`), asks
+//! TensorRT-RTX's engine check whether the engine can run there (an unsupported GPU, an old
+//! driver or too little memory is an [`ErrorCode`] from its reason code, before anything is
+//! deserialized), deserializes the engine and compares its I/O tensors (names, modes, element types, dims) and every profile's
 //! min/opt/max with the manifest; any difference is an [`ErrorCode::ManifestMismatch`] that
 //! lists each one.
 //!
 //! # Backends
 //!
 //! [`Backend::Auto`] uses TensorRT where a supported GPU and TensorRT exist and otherwise (with
-//! the `cpu` feature) runs the embedded Q/DQ ONNX on the CPU with tract: same API, same
-//! validation, INT8-simulated numerics. The choice is logged once and queryable with
+//! the `cpu` feature) runs the embedded Q/DQ ONNX on the CPU with tract (`trt-cpu`): same API,
+//! same validation (the workspace's one validator, `trt_manifest::check_inputs`), INT8-simulated numerics. The choice is logged once and queryable with
 //! [`Session::backend`] and [`Session::backend_reason`]; [`Backend::TensorRt`] and
 //! [`Backend::Cpu`] force one.
 //!
@@ -38,6 +40,9 @@
 //! [`Session::run`] is both in one. [`Session::run_device`] takes [`DeviceTensor`] inputs
 //! already in GPU memory (no copy) and leaves the outputs there; [`Session::upload`] and
 //! [`Session::download`] move tensors across. These paths need the TensorRT backend.
+//! [`Device`] does the same without an engine (allocation, uploads, downloads, copies on a
+//! pool of streams); `examples/02-gpu-checks.rs` exercises every such path on a real GPU
+//! (results in the README).
 //!
 //! # Threads
 //!
