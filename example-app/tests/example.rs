@@ -85,7 +85,7 @@ fn out_of_profile_input_fails_with_the_validation_error() {
     assert!(!ok, "must exit non-zero:\n{stdout}");
     assert!(
         stderr.contains(
-            "error: input 'y_hat' dimension 0 is 5, outside the allowed range: profile 0: 1..=4"
+            "error: input 'y_hat': dimension 0 is 5, outside the allowed range: profile 0: 1..=4"
         ),
         "{stderr}"
     );
