@@ -325,11 +325,11 @@ pub fn insert(
     scales: &BTreeMap<String, f32>,
 ) -> Result<Model> {
     // The placement's node indices refer to the opset-13 form when the model has one.
+    // One copy of the weights: the raised form when one was made, else a clone.
     let (raised, _) = opset::for_qdq(model);
-    let model: &Model = &raised;
     let per_tensor = placement.per_tensor_weights.is_some();
-    let mut out = model.clone();
-    let name = model.name().to_string();
+    let mut out = raised.into_owned();
+    let name = out.name().to_string();
     let graph = out.graph_mut();
     let mut taken: HashSet<String> = graph
         .node

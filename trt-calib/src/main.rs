@@ -364,6 +364,9 @@ fn quantize(q: Quantize) -> Result<(), calib::Error> {
         });
     // What TensorRT parses: no placeholder dim names (`?`) that it would read as one symbol.
     qdq.clear_placeholder_dims();
+    // The float model's weights are not needed any more: free them before the Q/DQ model is
+    // serialized (peak memory is model + Q/DQ model + its bytes otherwise).
+    drop(model);
     qdq.save(&q.out, storage)?;
     println!(
         "wrote {} ({} activations, {} weights quantized, {} calibration samples, {})",

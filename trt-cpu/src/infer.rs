@@ -178,14 +178,15 @@ impl CpuModel {
             .flat_map(|g| &g.initializer)
             .map(|t| t.raw_data.len() + 4 * t.float_data.len())
             .sum();
-        drop(proto);
         template
             .select_outputs_by_name(&outputs)
             .map_err(|e| Error::inference(ctx("selecting outputs"), e))?;
         let limit = (PLAN_WEIGHT_BUDGET / weights.max(1)).clamp(2, DEFAULT_CONCRETE_PLANS);
         Ok(CpuModel {
             template: Mutex::new(Some(template)),
-            proto: Mutex::new(Some(original.clone())),
+            // The one copy made here serves both engines: tract loaded from it, onnxruntime
+            // (which infers shapes itself) takes it if it is chosen.
+            proto: Mutex::new(Some(proto)),
             engine: OnceLock::new(),
             plans: Mutex::default(),
             limit,
