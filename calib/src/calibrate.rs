@@ -314,6 +314,8 @@ impl<'m> Calibrator<'m> {
         let refs = source.list()?;
         let tensors = placement.activation_tensors();
         let cpu = CpuModel::new(&model, &tensors)?;
+        // The CPU model holds its own copy; the raised one is not needed any more.
+        drop(model);
         let first_extra = cpu.output_names().len() - tensors.len();
         // Index of each activation tensor among the plan's outputs (a tensor may also be a
         // graph output).
