@@ -55,6 +55,27 @@ mod engine {
         environment().map(|_| ())
     }
 
+    /// A file only this process uses, removed when dropped.
+    struct ScratchFile(std::path::PathBuf);
+
+    impl ScratchFile {
+        fn new() -> ScratchFile {
+            static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "trt-cpu-{}-{}.onnx",
+                std::process::id(),
+                COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ));
+            ScratchFile(path)
+        }
+    }
+
+    impl Drop for ScratchFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
     /// One model in an onnxruntime session, with the requested intermediate tensors made outputs.
     #[derive(Debug)]
     pub(crate) struct OrtModel {
@@ -86,14 +107,25 @@ mod engine {
                     }
                 }
             }
-            let bytes = proto.encode_to_vec();
+            // onnxruntime reads the model from a private temporary file rather than from
+            // memory, so our serialized copy is gone before it builds its own: one copy of
+            // the weights fewer at the peak (measured on minilm, see BENCHMARKS.md).
+            let file = ScratchFile::new();
+            // `create_new`: never follow or reuse a file someone else put there.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&file.0)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, &proto.encode_to_vec()))
+                .map_err(|e| format!("writing {}: {e}", file.0.display()))?;
             drop(proto);
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
             let session = Session::builder(env)
                 .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::Level1)?))
                 .and_then(|b| Ok(b.with_intra_threads(threads)?))
-                .and_then(|mut b| b.commit_from_memory(&bytes))
+                .and_then(|mut b| b.commit_from_file(&file.0))
                 .map_err(|e| format!("onnxruntime: {e}"))?;
+            drop(file);
             Ok(OrtModel {
                 session: Mutex::new(session),
                 outputs: outputs.to_vec(),
