@@ -313,7 +313,8 @@ impl<'m> Calibrator<'m> {
         let (model, _) = crate::opset::for_qdq(self.model);
         let refs = source.list()?;
         let tensors = placement.activation_tensors();
-        let cpu = CpuModel::new(&model, &tensors)?;
+        let mut cpu = CpuModel::new(&model, &tensors)?;
+        cpu.release_memory_after_calls(true);
         // The CPU model holds its own copy; the raised one is not needed any more.
         drop(model);
         let first_extra = cpu.output_names().len() - tensors.len();

@@ -161,8 +161,10 @@ fn accumulate(
     candidate: &Model,
     samples: impl Iterator<Item = Result<Sample>>,
 ) -> Result<Report> {
-    let a = CpuModel::new(reference, &[])?;
-    let b = CpuModel::new(candidate, &[])?;
+    let mut a = CpuModel::new(reference, &[])?;
+    let mut b = CpuModel::new(candidate, &[])?;
+    a.release_memory_after_calls(true);
+    b.release_memory_after_calls(true);
     let names = a.output_names().to_vec();
     let mut accs = vec![Acc::default(); names.len()];
     let mut count = 0;

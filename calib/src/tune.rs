@@ -250,7 +250,8 @@ struct Evaluator<'a> {
 
 impl Evaluator<'_> {
     fn outputs(model: &Model, samples: &[Sample]) -> Result<Vec<Vec<f32>>> {
-        let cpu = CpuModel::new(model, &[])?;
+        let mut cpu = CpuModel::new(model, &[])?;
+        cpu.release_memory_after_calls(true);
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); cpu.output_names().len()];
         for s in samples {
             for (acc, t) in out.iter_mut().zip(cpu.run(s.id(), s.inputs())?) {

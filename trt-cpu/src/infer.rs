@@ -120,6 +120,8 @@ pub struct CpuModel {
     engine: OnceLock<Engine>,
     plans: Mutex<PlanCache>,
     limit: usize,
+    /// Return freed memory to the system after every call (batch work such as calibration).
+    trim_after_calls: bool,
     name: String,
     inputs: Vec<TensorInfo>,
     outputs: Vec<String>,
@@ -190,6 +192,7 @@ impl CpuModel {
             engine: OnceLock::new(),
             plans: Mutex::default(),
             limit,
+            trim_after_calls: false,
             name,
             inputs,
             outputs,
@@ -199,6 +202,13 @@ impl CpuModel {
     /// Keeps at most `limit` (≥ 1) concrete plans at once.
     pub fn plan_limit(&mut self, limit: usize) {
         self.limit = limit.max(1);
+    }
+
+    /// Returns freed memory to the system after every call (off by default): for batch work
+    /// over many samples, where it bounds peak memory at a small cost per call; a serving
+    /// runtime leaves it off.
+    pub fn release_memory_after_calls(&mut self, on: bool) {
+        self.trim_after_calls = on;
     }
 
     fn concrete_plan(&self, sig: &ShapeSignature) -> TractResult<Plan> {
@@ -461,7 +471,9 @@ impl CpuModel {
         match self.engine.get() {
             Some(Engine::Ort(ort)) => {
                 let out = ort.run(tensors).map_err(fail);
-                return_freed_memory();
+                if self.trim_after_calls {
+                    return_freed_memory();
+                }
                 out
             }
             _ => {
@@ -474,7 +486,9 @@ impl CpuModel {
                 let out = out.into_iter().map(|v| v.into_tensor()).collect();
                 // A call frees every intermediate activation it made (each thread's arena
                 // keeps them otherwise).
-                return_freed_memory();
+                if self.trim_after_calls {
+                    return_freed_memory();
+                }
                 Ok(out)
             }
         }
@@ -497,7 +511,8 @@ pub fn to_f32(t: &Tensor) -> Result<Vec<f32>> {
 }
 
 /// Returns memory the allocator holds but no longer uses to the system (glibc's
-/// `malloc_trim`; elsewhere a no-op). Called after each plan build and each call: without it
+/// `malloc_trim`; elsewhere a no-op). Called after each plan build, and after each call when
+/// [`CpuModel::release_memory_after_calls`] is on (calibration turns it on): without it
 /// every worker thread's arena keeps the largest activations it ever freed, which is what
 /// peak RSS measured on real models (`nudenet_yolov8` 447 → 370–375 MiB, `dddd_crnn`
 /// 567 → 419–430 MiB, same time; BENCHMARKS.md).
