@@ -446,8 +446,8 @@ impl CpuModel {
     ///
     /// [`Error::Input`] for a missing input, [`Error::Inference`] when the engine fails.
     pub fn run(&self, call: &str, inputs: Vec<(&str, Tensor)>) -> Result<Vec<Tensor>> {
-        let mut given: Vec<Option<Tensor>> = Vec::with_capacity(self.inputs.len());
         let mut inputs = inputs;
+        let mut tensors: Vec<(String, Tensor)> = Vec::with_capacity(self.inputs.len());
         for input in &self.inputs {
             let at = inputs
                 .iter()
@@ -457,14 +457,8 @@ impl CpuModel {
                     input: input.name.clone(),
                     message: "missing".into(),
                 })?;
-            given.push(Some(inputs.swap_remove(at).1));
+            tensors.push((input.name.clone(), inputs.swap_remove(at).1));
         }
-        let tensors: Vec<(String, Tensor)> = self
-            .inputs
-            .iter()
-            .zip(given)
-            .map(|(i, t)| (i.name.clone(), t.expect("filled above")))
-            .collect();
         let sig: ShapeSignature = tensors.iter().map(|(_, t)| t.shape().to_vec()).collect();
         self.prepare(std::slice::from_ref(&sig))?;
         let fail = |e: String| Error::inference(format!("{}: {call}", self.name), e);
