@@ -488,11 +488,15 @@ impl<'m> Calibrator<'m> {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(profile);
         }
-        let outputs = cpu.run(sample.id(), sample.inputs())?;
+        // Each activation is observed as soon as it is made, then freed: a sample never
+        // holds all its activations at once.
         let mut stats = template.to_vec();
-        for (s, &i) in stats.iter_mut().zip(index) {
-            observe(s, &outputs[i])?;
-        }
+        cpu.run_observing(sample.id(), sample.inputs(), &mut |output, t| {
+            for (s, _) in stats.iter_mut().zip(index).filter(|(_, i)| **i == output) {
+                observe(s, t)?;
+            }
+            Ok(())
+        })?;
         Ok(stats)
     }
 }
@@ -536,7 +540,7 @@ pub(crate) fn shared_scales(
 }
 
 /// Feeds one tensor to the statistics, reading float32 data in place (no copy).
-fn observe(stats: &mut TensorStats, t: &tract_onnx::prelude::Tensor) -> Result<()> {
+fn observe(stats: &mut TensorStats, t: &tract_onnx::prelude::Tensor) -> trt_cpu::Result<()> {
     if t.datum_type() == tract_onnx::prelude::DatumType::F32
         && let Ok(view) = t.to_plain_array_view::<f32>()
         && let Some(values) = view.as_slice()

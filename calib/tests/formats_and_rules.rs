@@ -1,5 +1,6 @@
 //! Model and data formats (external data, `.npz`, float16 `.npy`), the persisted calibration,
-//! and the Q/DQ rules the seed decoder does not exercise (GEMV, Gemm axes, Concat sharing).
+//! the Q/DQ rules the seed decoder does not exercise (GEMV, Gemm axes, Concat sharing), and
+//! streamed intermediate tensors (`CpuModel::run_observing`).
 //! Fixtures are built in code with `test_support::synth::GraphBuilder`.
 
 use calib::{
@@ -358,4 +359,35 @@ fn generated_source_matches_the_in_memory_one() {
         (cal.list().unwrap().len(), held.list().unwrap().len()),
         (2, 1)
     );
+}
+
+#[test]
+fn streamed_intermediate_tensors_are_each_observed_once_and_equal_the_returned_ones() {
+    // Calibration observes activations as they are made (`run_observing`) instead of keeping
+    // every one as an output until the call ends; both paths must see the same tensors.
+    let model = seed_decoder(5);
+    let mut extras: Vec<String> = model
+        .graph()
+        .node
+        .iter()
+        .flat_map(|n| n.output.clone())
+        .collect();
+    extras.push("y_hat".into());
+    let cpu = calib::CpuModel::new(&model, &extras).unwrap();
+    let sample = &seed_samples(6, &[(2, 6, 5)], 1)[0];
+    let returned = cpu.run(sample.id(), sample.inputs()).unwrap();
+    assert_eq!(returned.len(), cpu.output_names().len());
+    let mut seen = vec![0usize; returned.len()];
+    cpu.run_observing(sample.id(), sample.inputs(), &mut |i, t| {
+        seen[i] += 1;
+        assert_eq!(
+            calib::infer::to_f32(t).unwrap(),
+            calib::infer::to_f32(&returned[i]).unwrap(),
+            "{}",
+            cpu.output_names()[i]
+        );
+        Ok(())
+    })
+    .unwrap();
+    assert!(seen.iter().all(|&n| n == 1), "{seen:?}");
 }

@@ -165,8 +165,7 @@ fn identity(path: &std::path::Path) -> Option<(Option<(u64, u64)>, PathBuf)> {
     let canonical = match path.canonicalize() {
         Ok(c) => c,
         Err(_) => {
-            let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-            let parent = parent.map_or_else(|| PathBuf::from("."), PathBuf::from);
+            let parent = calib::model::folder_of(path);
             parent.canonicalize().ok()?.join(path.file_name()?)
         }
     };

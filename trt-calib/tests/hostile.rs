@@ -156,6 +156,23 @@ fn external_data_is_confined_to_the_models_folder() {
     );
 }
 
+#[test]
+fn a_model_named_without_a_folder_finds_its_external_data() {
+    // `trt-calib inspect model.onnx` run inside the model's folder: the path's parent is
+    // the empty path, which used to fail as "folder unreadable".
+    let dir = tempfile::tempdir().unwrap();
+    external_model(dir.path(), "weights.bin", None);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trt-calib"))
+        .args(["inspect", "model.onnx"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("x: float32 [N, 3, H, W]"), "{text}");
+}
+
 fn attr_ints(name: &str, v: &[i64]) -> pb::AttributeProto {
     pb::AttributeProto {
         name: name.into(),

@@ -84,7 +84,7 @@ use tract_onnx::prelude::*;
 use crate::error::{Error, Result};
 use crate::model::{DType, Model, TensorInfo};
 
-type Plan = Arc<TypedRunnableModel>;
+type Plan = Arc<StreamingPlan>;
 type PlanSlot = Arc<OnceLock<std::result::Result<Plan, String>>>;
 
 /// Concrete-shape plans kept at once (least recently used evicted), for small models.
@@ -96,6 +96,99 @@ pub const PLAN_WEIGHT_BUDGET: usize = 256 << 20;
 
 /// Input shapes of one call, in input order.
 pub type ShapeSignature = Vec<Vec<usize>>;
+
+/// A concrete plan whose intermediate outputs are *streamed*: handed to the caller as the
+/// node that makes them finishes, then freed by tract as soon as no later node needs them.
+/// Selecting them as plan outputs instead would keep every one of them alive until the end
+/// of the call (gigabytes for a 1024×1024 segmenter with a hundred observed activations).
+#[derive(Debug)]
+struct StreamingPlan {
+    runnable: Arc<TypedRunnableModel>,
+    /// For each output of `runnable`, the indices (in [`CpuModel::output_names`]) it serves:
+    /// the graph outputs, then intermediate tensors that cannot be streamed (constants, or
+    /// tensors no graph output depends on).
+    kept: Vec<Vec<usize>>,
+    /// Streamed tensors: node id → (output slot, index in [`CpuModel::output_names`]).
+    streamed: HashMap<usize, Vec<(usize, usize)>>,
+}
+
+impl StreamingPlan {
+    /// Splits the optimised model's outputs (`graph` graph outputs first, then intermediate
+    /// tensors) into kept and streamed ones, and builds the plan over the kept ones.
+    fn new(mut typed: TypedModel, graph: usize) -> TractResult<StreamingPlan> {
+        use tract_onnx::tract_core::ops::konst::Const;
+        let outlets = typed.output_outlets()?.to_vec();
+        let graph = graph.min(outlets.len());
+        let mut ancestors = std::collections::HashSet::new();
+        let mut stack: Vec<usize> = outlets[..graph].iter().map(|o| o.node).collect();
+        while let Some(n) = stack.pop() {
+            if ancestors.insert(n) {
+                stack.extend(typed.node(n).inputs.iter().map(|i| i.node));
+            }
+        }
+        let mut kept: Vec<(OutletId, Vec<usize>)> = outlets[..graph]
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (*o, vec![i]))
+            .collect();
+        let mut streamed: HashMap<usize, Vec<(usize, usize)>> = HashMap::new();
+        for (i, o) in outlets.iter().enumerate().skip(graph) {
+            if let Some((_, served)) = kept.iter_mut().find(|(k, _)| k == o) {
+                served.push(i);
+            } else if !ancestors.contains(&o.node) || typed.node(o.node).op_is::<Const>() {
+                // Never evaluated by the plan's walk (constants are seeded, nodes outside
+                // the outputs' ancestry are skipped): computed as plan outputs instead.
+                kept.push((*o, vec![i]));
+            } else {
+                streamed.entry(o.node).or_default().push((o.slot, i));
+            }
+        }
+        let kept_outlets: Vec<OutletId> = kept.iter().map(|(o, _)| *o).collect();
+        typed.select_output_outlets(&kept_outlets)?;
+        Ok(StreamingPlan {
+            runnable: typed.into_runnable()?,
+            kept: kept.into_iter().map(|(_, served)| served).collect(),
+            streamed,
+        })
+    }
+
+    /// Runs the plan: streamed tensors go to `observe` as they are made; returns the kept
+    /// outputs with the indices each serves.
+    fn run(
+        &self,
+        inputs: TVec<TValue>,
+        observe: &mut dyn FnMut(usize, &Tensor) -> Result<()>,
+    ) -> std::result::Result<Vec<(Vec<usize>, Tensor)>, RunFailure> {
+        let mut failure = None;
+        let mut state = self.runnable.spawn().map_err(RunFailure::Engine)?;
+        let out = state.run_plan_with_eval(inputs, |ctx, op_state, node, inputs| {
+            let values = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs)?;
+            for &(slot, index) in self.streamed.get(&node.id).into_iter().flatten() {
+                if let Err(e) = observe(index, &values[slot]) {
+                    failure = Some(e);
+                    return Err(TractError::msg("the observer failed"));
+                }
+            }
+            Ok::<_, TractError>(values)
+        });
+        match (out, failure) {
+            (_, Some(e)) => Err(RunFailure::Observer(e)),
+            (Err(e), None) => Err(RunFailure::Engine(e)),
+            (Ok(values), None) => Ok(self
+                .kept
+                .iter()
+                .cloned()
+                .zip(values.into_iter().map(TValue::into_tensor))
+                .collect()),
+        }
+    }
+}
+
+/// Why a streamed run stopped: the engine, or the caller's observer.
+enum RunFailure {
+    Engine(TractError),
+    Observer(Error),
+}
 
 /// Which engine runs a model, and why when it is not tract.
 #[derive(Debug)]
@@ -125,6 +218,8 @@ pub struct CpuModel {
     name: String,
     inputs: Vec<TensorInfo>,
     outputs: Vec<String>,
+    /// How many of `outputs` are the graph's own (the rest are intermediate tensors).
+    graph_outputs: usize,
 }
 
 /// The graph without intermediate shape annotations and with output shapes dropped (element
@@ -158,6 +253,7 @@ impl CpuModel {
         let name = model.name().to_string();
         let inputs = model.inputs()?;
         let mut outputs: Vec<String> = model.outputs()?.into_iter().map(|o| o.name).collect();
+        let graph_outputs = outputs.len();
         outputs.extend(
             extra_outputs
                 .iter()
@@ -196,6 +292,7 @@ impl CpuModel {
             name,
             inputs,
             outputs,
+            graph_outputs,
         })
     }
 
@@ -236,7 +333,7 @@ impl CpuModel {
             };
             m.set_input_fact(i, InferenceFact::dt_shape(dt, shape.clone()))?;
         }
-        let plan = m.into_optimized()?.into_runnable();
+        let plan = StreamingPlan::new(m.into_optimized()?, self.graph_outputs).map(Arc::new);
         // Optimising a plan allocates and frees many large temporaries (weights packed and
         // repacked); hand the freed memory back to the system rather than let it count as
         // this process's until exit.
@@ -442,10 +539,79 @@ impl CpuModel {
     /// the caller once into tract tensors and moved here. Returns every output, in
     /// [`CpuModel::output_names`] order. `call` names the call in errors (a sample's id).
     ///
+    /// Intermediate outputs are kept until the call ends; to look at many large ones, use
+    /// [`CpuModel::run_observing`], which hands each over as it is made.
+    ///
     /// # Errors
     ///
     /// [`Error::Input`] for a missing input, [`Error::Inference`] when the engine fails.
     pub fn run(&self, call: &str, inputs: Vec<(&str, Tensor)>) -> Result<Vec<Tensor>> {
+        let mut out: Vec<Option<Tensor>> = vec![None; self.outputs.len()];
+        let kept = self.execute(call, inputs, &mut |i, t| {
+            out[i] = Some(t.clone());
+            Ok(())
+        })?;
+        for (served, t) in kept {
+            if let Some((&last, rest)) = served.split_last() {
+                for &i in rest {
+                    out[i] = Some(t.clone());
+                }
+                out[last] = Some(t);
+            }
+        }
+        self.all_made(call, out.iter().map(Option::is_some))?;
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    /// Runs one call like [`CpuModel::run`], but hands every output to `observe` (with its
+    /// index in [`CpuModel::output_names`]) instead of returning them: with tract, each
+    /// intermediate tensor as soon as the node that makes it finishes, after which it is
+    /// freed when no later node needs it, so a call holds no more memory than plain
+    /// inference. Every output is observed exactly once.
+    ///
+    /// # Errors
+    ///
+    /// As [`CpuModel::run`], and the first error `observe` returns (the call stops there).
+    pub fn run_observing(
+        &self,
+        call: &str,
+        inputs: Vec<(&str, Tensor)>,
+        observe: &mut dyn FnMut(usize, &Tensor) -> Result<()>,
+    ) -> Result<()> {
+        let mut seen = vec![false; self.outputs.len()];
+        let kept = self.execute(call, inputs, &mut |i, t| {
+            seen[i] = true;
+            observe(i, t)
+        })?;
+        for (served, t) in kept {
+            for i in served {
+                seen[i] = true;
+                observe(i, &t)?;
+            }
+        }
+        self.all_made(call, seen.into_iter())
+    }
+
+    /// An error naming the first output a call did not make (never expected: a guard
+    /// against a plan that skipped a tensor).
+    fn all_made(&self, call: &str, made: impl Iterator<Item = bool>) -> Result<()> {
+        match made.zip(&self.outputs).find(|(m, _)| !m) {
+            None => Ok(()),
+            Some((_, name)) => Err(Error::inference(
+                format!("{}: {call}", self.name),
+                format!("tensor '{name}' was not computed"),
+            )),
+        }
+    }
+
+    /// Runs one call on the chosen engine: streamed outputs go to `observe`, the others are
+    /// returned with the output indices each serves.
+    fn execute(
+        &self,
+        call: &str,
+        inputs: Vec<(&str, Tensor)>,
+        observe: &mut dyn FnMut(usize, &Tensor) -> Result<()>,
+    ) -> Result<Vec<(Vec<usize>, Tensor)>> {
         let mut inputs = inputs;
         let mut tensors: Vec<(String, Tensor)> = Vec::with_capacity(self.inputs.len());
         for input in &self.inputs {
@@ -462,30 +628,33 @@ impl CpuModel {
         let sig: ShapeSignature = tensors.iter().map(|(_, t)| t.shape().to_vec()).collect();
         self.prepare(std::slice::from_ref(&sig))?;
         let fail = |e: String| Error::inference(format!("{}: {call}", self.name), e);
-        match self.engine.get() {
-            Some(Engine::Ort(ort)) => {
-                let out = ort.run(tensors).map_err(fail);
-                if self.trim_after_calls {
-                    return_freed_memory();
-                }
-                out
-            }
+        let out = match self.engine.get() {
+            Some(Engine::Ort(ort)) => ort
+                .run(tensors)
+                .map_err(fail)?
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| (vec![i], t))
+                .collect(),
             _ => {
                 let plan = self.plan_for(&sig)?;
                 let values: TVec<TValue> =
                     tensors.into_iter().map(|(_, t)| t.into_tvalue()).collect();
-                let out = contained(|| plan.run(values))
+                match contained(|| plan.run(values, observe))
                     .map_err(|p| fail(format!("tract panicked while running: {p}")))?
-                    .map_err(|e| fail(format!("{e:#}")))?;
-                let out = out.into_iter().map(|v| v.into_tensor()).collect();
-                // A call frees every intermediate activation it made (each thread's arena
-                // keeps them otherwise).
-                if self.trim_after_calls {
-                    return_freed_memory();
+                {
+                    Ok(kept) => kept,
+                    Err(RunFailure::Observer(e)) => return Err(e),
+                    Err(RunFailure::Engine(e)) => return Err(fail(format!("{e:#}"))),
                 }
-                Ok(out)
             }
+        };
+        // A call frees every intermediate activation it made (each thread's arena keeps
+        // them otherwise).
+        if self.trim_after_calls {
+            return_freed_memory();
         }
+        Ok(out)
     }
 }
 

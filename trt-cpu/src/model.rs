@@ -170,7 +170,7 @@ impl Model {
         let mut model = Self::decode(&bytes, path)?;
         model.name = path.display().to_string();
         model.path = Some(path.to_path_buf());
-        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let dir = folder_of(path).to_path_buf();
         model.resolve_external(&dir)?;
         crate::check::check(&model)?;
         Ok(model)
@@ -228,7 +228,10 @@ impl Model {
 
     fn resolve_external(&mut self, dir: &Path) -> Result<()> {
         let name = self.name.clone();
+        use std::io::{Read, Seek};
         let mut files = Vec::new();
+        let mut opened: std::collections::HashMap<PathBuf, (std::fs::File, u64)> =
+            std::collections::HashMap::new();
         for tensor in &mut self.graph_mut().initializer {
             if tensor.data_location != Some(1) {
                 continue;
@@ -260,31 +263,40 @@ impl Model {
                     ),
                 )
             })?;
-            let data = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
+            // Each file is opened once and only each tensor's own bytes are read (reading the
+            // whole file per tensor made a 176 MB model read 40 GB).
+            if !opened.contains_key(&file) {
+                let f = std::fs::File::open(&file).map_err(|e| Error::io(&file, e))?;
+                let len = f.metadata().map_err(|e| Error::io(&file, e))?.len();
+                opened.insert(file.clone(), (f, len));
+                files.push(file.clone());
+            }
+            let (f, len) = opened.get_mut(&file).expect("opened above");
+            let len = usize::try_from(*len).unwrap_or(usize::MAX);
             let length: usize = field("length")
                 .and_then(|v| v.parse().ok())
-                .unwrap_or(data.len().saturating_sub(offset));
-            let end = offset
+                .unwrap_or(len.saturating_sub(offset));
+            offset
                 .checked_add(length)
-                .filter(|&end| end <= data.len())
+                .filter(|&end| end <= len)
                 .ok_or_else(|| {
                     Error::model(
                         &name,
                         format!(
-                            "initializer '{}' wants bytes {offset}..{} of {} which has {} bytes",
+                            "initializer '{}' wants bytes {offset}..{} of {} which has {len} bytes",
                             tensor.name,
                             offset.saturating_add(length),
                             file.display(),
-                            data.len()
                         ),
                     )
                 })?;
-            tensor.raw_data = data[offset..end].to_vec();
+            let mut data = vec![0u8; length];
+            f.seek(std::io::SeekFrom::Start(offset as u64))
+                .and_then(|_| f.read_exact(&mut data))
+                .map_err(|e| Error::io(&file, e))?;
+            tensor.raw_data = data;
             tensor.external_data.clear();
             tensor.data_location = None;
-            if !files.contains(&file) {
-                files.push(file);
-            }
         }
         self.external_files = files;
         Ok(())
@@ -504,6 +516,14 @@ impl Model {
     }
 }
 
+/// The folder that holds `path`: its parent, or `.` for a bare file name (whose parent is
+/// the empty path, which the file system cannot open).
+pub fn folder_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 /// Writes `bytes` to a temporary file next to `path` and renames it into place. Temporary
 /// names are unique per process and call, so concurrent writers (threads or processes) never
 /// share one; the last rename wins with a complete file.
@@ -513,10 +533,7 @@ impl Model {
 /// [`Error::Io`] naming the file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = folder_of(path);
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let tmp = dir.join(format!(
         ".{}.tmp{}-{}",
