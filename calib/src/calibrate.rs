@@ -27,13 +27,9 @@ pub const FORMAT_VERSION: u32 = 2;
 /// Calibration progress, for progress bars.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
-    /// Pass number (1: ranges, 2: histograms).
-    pub pass: usize,
-    /// Number of passes.
-    pub passes: usize,
-    /// Samples done in this pass.
+    /// Samples done (calibration reads every sample once).
     pub done: usize,
-    /// Samples in this pass.
+    /// Samples in all.
     pub total: usize,
 }
 
@@ -350,11 +346,10 @@ impl<'m> Calibrator<'m> {
         let mut order: Vec<usize> = (0..refs.len()).collect();
         order.sort_by(|&a, &b| signatures[a].cmp(&signatures[b]).then(a.cmp(&b)));
         let refs: Vec<SampleRef> = order.into_iter().map(|i| refs[i].clone()).collect();
-        let passes = if self.method.needs_histogram() { 2 } else { 1 };
         let shapes: Mutex<BTreeMap<String, BTreeSet<Vec<usize>>>> = Mutex::default();
         let fitted: Mutex<BTreeSet<usize>> = Mutex::default();
 
-        let pass = |number: usize, template: Vec<TensorStats>| -> Result<Vec<TensorStats>> {
+        let pass = |template: Vec<TensorStats>| -> Result<Vec<TensorStats>> {
             let done = AtomicUsize::new(0);
             let shared = Pass {
                 source,
@@ -362,7 +357,6 @@ impl<'m> Calibrator<'m> {
                 cpu: &cpu,
                 index: &index,
                 template: &template,
-                first_pass: number == 1,
                 shapes: &shapes,
                 fitted: &fitted,
             };
@@ -373,8 +367,6 @@ impl<'m> Calibrator<'m> {
                         let d = done.fetch_add(1, Ordering::Relaxed) + 1;
                         if let Some(p) = &self.progress {
                             p(Progress {
-                                pass: number,
-                                passes,
                                 done: d,
                                 total: refs.len(),
                             });
@@ -393,9 +385,15 @@ impl<'m> Calibrator<'m> {
             })
         };
 
-        let ranges = pass(1, vec![TensorStats::new(); tensors.len()])?;
+        // One pass: the histograms' ranges follow the data (see `observer`).
+        let template = if self.method.needs_histogram() {
+            TensorStats::with_histogram(self.bins)
+        } else {
+            TensorStats::new()
+        };
+        let stats = pass(vec![template; tensors.len()])?;
         // An activation that overflows float32 has no scale; say which, never write 1.0.
-        if let Some((t, r)) = tensors.iter().zip(&ranges).find(|(_, r)| r.non_finite > 0) {
+        if let Some((t, r)) = tensors.iter().zip(&stats).find(|(_, r)| r.non_finite > 0) {
             return Err(Error::model(
                 self.model.name(),
                 format!(
@@ -405,17 +403,6 @@ impl<'m> Calibrator<'m> {
                 ),
             ));
         }
-        let stats = if passes == 2 {
-            pass(
-                2,
-                ranges
-                    .iter()
-                    .map(|r| TensorStats::with_histogram(r.amax, self.bins))
-                    .collect(),
-            )?
-        } else {
-            ranges
-        };
 
         let amax: BTreeMap<String, f32> = tensors
             .iter()
@@ -470,24 +457,23 @@ impl<'m> Calibrator<'m> {
             cpu,
             index,
             template,
-            first_pass,
             shapes,
             fitted,
         } = *pass;
         let sample = source.load(r, inputs)?;
         let profile = sample.validate(inputs, &self.profiles)?;
-        if first_pass {
+        {
             let mut s = shapes.lock().unwrap_or_else(|e| e.into_inner());
             for (name, t) in sample.tensors() {
                 s.entry(name.clone())
                     .or_default()
                     .insert(t.shape().to_vec());
             }
-            fitted
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(profile);
         }
+        fitted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(profile);
         // Each activation is observed as soon as it is made, then freed: a sample never
         // holds all its activations at once.
         let mut stats = template.to_vec();
@@ -511,8 +497,6 @@ struct Pass<'a> {
     index: &'a [usize],
     /// Empty statistics, one per observed tensor.
     template: &'a [TensorStats],
-    /// The first pass also records shapes and profiles seen.
-    first_pass: bool,
     shapes: &'a Mutex<BTreeMap<String, BTreeSet<Vec<usize>>>>,
     fitted: &'a Mutex<BTreeSet<usize>>,
 }

@@ -4,17 +4,15 @@
 use calib::observer::*;
 use test_support::synth::Rng;
 
-fn two_pass(values: &[f32]) -> TensorStats {
-    let mut first = TensorStats::new();
-    first.observe(values);
-    let mut second = TensorStats::with_histogram(first.amax, DEFAULT_BINS);
-    second.observe(values);
-    second
+fn one_pass(values: &[f32]) -> TensorStats {
+    let mut s = TensorStats::with_histogram(DEFAULT_BINS);
+    s.observe(values);
+    s
 }
 
 #[test]
 fn minmax_is_the_largest_absolute_value() {
-    let s = two_pass(&[0.5, -3.25, 2.0, 0.0]);
+    let s = one_pass(&[0.5, -3.25, 2.0, 0.0]);
     assert_eq!(s.threshold(Method::MinMax), 3.25);
 }
 
@@ -22,7 +20,7 @@ fn minmax_is_the_largest_absolute_value() {
 fn uniform_values_keep_almost_their_full_range() {
     let mut rng = Rng::new(1);
     let v: Vec<f32> = (0..200_000).map(|_| rng.uniform() * 2.0 - 1.0).collect();
-    let s = two_pass(&v);
+    let s = one_pass(&v);
     // For U(-1, 1), |x| is U(0, 1): the p-th percentile is p/100.
     let p = s.threshold(Method::Percentile { percentile: 99.0 });
     assert!((p - 0.99).abs() < 0.005, "{p}");
@@ -43,7 +41,7 @@ fn uniform_values_keep_almost_their_full_range() {
 fn gaussian_percentile_matches_the_normal_quantile() {
     let mut rng = Rng::new(2);
     let v: Vec<f32> = (0..400_000).map(|_| rng.normal()).collect();
-    let s = two_pass(&v);
+    let s = one_pass(&v);
     // P(|Z| <= 2.5758) = 0.99 for a standard normal.
     let p = s.threshold(Method::Percentile { percentile: 99.0 });
     assert!((p - 2.5758).abs() < 0.05, "{p}");
@@ -64,7 +62,7 @@ fn a_spike_plus_tail_is_clipped_by_entropy_and_percentile_but_not_by_max() {
             if rng.uniform() < 0.5 { e } else { -e }
         })
         .collect();
-    let s = two_pass(&v);
+    let s = one_pass(&v);
     let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
     assert_eq!(s.threshold(Method::MinMax), max);
     // The 99.99th percentile of Exp(1) is ln(10^4) = 9.21.
@@ -81,14 +79,18 @@ fn a_spike_plus_tail_is_clipped_by_entropy_and_percentile_but_not_by_max() {
 #[test]
 fn merging_is_order_independent() {
     let mut rng = Rng::new(4);
+    // Chunks of very different ranges, so that histograms widen while merging.
     let chunks: Vec<Vec<f32>> = (0..5)
-        .map(|i| (0..1000 + i * 37).map(|_| rng.normal()).collect())
+        .map(|i| {
+            (0..1000 + i * 37)
+                .map(|_| rng.normal() * [0.01, 3.0, 0.3, 40.0, 1.0][i])
+                .collect()
+        })
         .collect();
-    let amax = chunks.iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
     let merged = |order: &[usize]| {
-        let mut total = TensorStats::with_histogram(amax, 512);
+        let mut total = TensorStats::with_histogram(512);
         for &i in order {
-            let mut s = TensorStats::with_histogram(amax, 512);
+            let mut s = TensorStats::with_histogram(512);
             s.observe(&chunks[i]);
             total.merge(&s);
         }
@@ -98,6 +100,38 @@ fn merging_is_order_independent() {
     let b = merged(&[4, 2, 0, 3, 1]);
     assert_eq!(a, b);
     assert_eq!(a.threshold(Method::Entropy), b.threshold(Method::Entropy));
+}
+
+#[test]
+fn a_histogram_that_widens_while_streaming_equals_one_filled_at_once() {
+    // One pass: the range starts at the first chunk's max and doubles as larger values come;
+    // the bins must be exactly those of a histogram that saw every value at the final range.
+    let mut rng = Rng::new(5);
+    let chunks: Vec<Vec<f32>> = [0.001f32, 0.2, 7.0, 0.05, 300.0, 1.0]
+        .iter()
+        .map(|&scale| (0..2000).map(|_| rng.normal() * scale).collect())
+        .collect();
+    let all: Vec<f32> = chunks.iter().flatten().copied().collect();
+    let at_once = one_pass(&all);
+    let mut streamed = TensorStats::with_histogram(DEFAULT_BINS);
+    for c in &chunks {
+        streamed.observe(c);
+    }
+    assert_eq!(streamed, at_once);
+    // The range is the smallest power of two above max |x|.
+    let max = all.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(
+        at_once.range > max && at_once.range / 2.0 <= max,
+        "{} vs {max}",
+        at_once.range
+    );
+    assert_eq!(at_once.range.log2().fract(), 0.0);
+    // Zeros and a single value at an exact power of two stay in range.
+    let mut s = TensorStats::with_histogram(64);
+    s.observe(&[0.0, 0.0, 4.0]);
+    let half = s.bins.len() / 2;
+    assert_eq!((s.range, s.bins[0], s.bins[half]), (8.0, 2, 1));
+    assert_eq!(s.threshold(Method::MinMax), 4.0);
 }
 
 #[test]

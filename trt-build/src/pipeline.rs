@@ -324,8 +324,8 @@ impl Builder {
                         if p.done == 1 || p.done % step == 0 || p.done == p.total {
                             let mut text = sink.lock().unwrap_or_else(|e| e.into_inner());
                             text.push_str(&format!(
-                                "{label}: calibration pass {}/{}: {}/{} samples\n",
-                                p.pass, p.passes, p.done, p.total
+                                "{label}: calibration: {}/{} samples\n",
+                                p.done, p.total
                             ));
                         }
                     });

@@ -289,8 +289,7 @@ fn quantize(q: Quantize) -> Result<(), calib::Error> {
             let bar = bar.lock().unwrap_or_else(|e| e.into_inner());
             bar.set_length(p.total as u64);
             bar.set_position(p.done as u64);
-            bar.set_message(format!("pass {}/{}", p.pass, p.passes));
-            if p.pass == p.passes && p.done == p.total {
+            if p.done == p.total {
                 bar.finish();
             }
         });
