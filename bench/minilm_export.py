@@ -28,7 +28,8 @@ class Graph:
         return f"{hint}_{self.n}"
 
     def init(self, name, array):
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        # np.ascontiguousarray would turn a scalar into shape [1]; CumSum's axis must be 0-D.
+        self.inits.append(numpy_helper.from_array(np.array(array, order="C"), name))
         return name
 
     def const(self, array, hint="const"):
