@@ -19,64 +19,16 @@
 //! [`CpuModel::prepare`], so it does not depend on call order. [`set_engine_choice`] (the
 //! CLI's `--engine`) or `TRT_CALIB_ENGINE=tract|onnxruntime|auto` forces one engine, to compare
 //! them (`BENCHMARKS.md`) or to rule one out.
-
-/// Which CPU engine runs models.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum EngineChoice {
-    /// tract where it can run the model, else onnxruntime (the default).
-    #[default]
-    Auto,
-    /// tract only: a model tract cannot run is an error.
-    Tract,
-    /// onnxruntime only (its library must be available, `ORT_DYLIB_PATH`).
-    OnnxRuntime,
-}
-
-impl std::str::FromStr for EngineChoice {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<EngineChoice> {
-        match s {
-            "auto" => Ok(EngineChoice::Auto),
-            "tract" => Ok(EngineChoice::Tract),
-            "onnxruntime" | "ort" => Ok(EngineChoice::OnnxRuntime),
-            other => Err(Error::Options {
-                message: format!("engine `{other}` is not one of auto, tract, onnxruntime"),
-            }),
-        }
-    }
-}
-
-/// 0: not set (read `TRT_CALIB_ENGINE`), else `EngineChoice as u8 + 1`.
-static ENGINE_CHOICE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
-
-/// Forces the engine of every [`CpuModel`] prepared after this call in this process.
-pub fn set_engine_choice(choice: EngineChoice) {
-    ENGINE_CHOICE.store(choice as u8 + 1, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// The engine choice: [`set_engine_choice`]'s, else `TRT_CALIB_ENGINE`'s, else
-/// [`EngineChoice::Auto`].
-///
-/// # Errors
-///
-/// [`Error::Options`] when `TRT_CALIB_ENGINE` names no engine.
-pub fn engine_choice() -> Result<EngineChoice> {
-    match ENGINE_CHOICE.load(std::sync::atomic::Ordering::Relaxed) {
-        1 => Ok(EngineChoice::Auto),
-        2 => Ok(EngineChoice::Tract),
-        3 => Ok(EngineChoice::OnnxRuntime),
-        _ => match std::env::var("TRT_CALIB_ENGINE") {
-            Ok(v) if !v.is_empty() => v.parse().map_err(|e| Error::Options {
-                message: format!("TRT_CALIB_ENGINE: {e}"),
-            }),
-            _ => Ok(EngineChoice::Auto),
-        },
-    }
-}
+//!
+//! Intermediate tensors a caller asks for are *streamed* on tract ([`CpuModel::run_observing`],
+//! `crate::plan`): each goes to the caller as soon as it is made and is freed when no later
+//! node needs it, so observing a hundred activations costs no more memory than inference.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
+
+pub use crate::choice::{EngineChoice, engine_choice, set_engine_choice};
+use crate::plan::{RunFailure, StreamingPlan, node_in_error};
 
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
@@ -99,99 +51,6 @@ pub const PLAN_WEIGHT_BUDGET: usize = 64 << 20;
 
 /// Input shapes of one call, in input order.
 pub type ShapeSignature = Vec<Vec<usize>>;
-
-/// A concrete plan whose intermediate outputs are *streamed*: handed to the caller as the
-/// node that makes them finishes, then freed by tract as soon as no later node needs them.
-/// Selecting them as plan outputs instead would keep every one of them alive until the end
-/// of the call (gigabytes for a 1024×1024 segmenter with a hundred observed activations).
-#[derive(Debug)]
-struct StreamingPlan {
-    runnable: Arc<TypedRunnableModel>,
-    /// For each output of `runnable`, the indices (in [`CpuModel::output_names`]) it serves:
-    /// the graph outputs, then intermediate tensors that cannot be streamed (constants, or
-    /// tensors no graph output depends on).
-    kept: Vec<Vec<usize>>,
-    /// Streamed tensors: node id → (output slot, index in [`CpuModel::output_names`]).
-    streamed: HashMap<usize, Vec<(usize, usize)>>,
-}
-
-impl StreamingPlan {
-    /// Splits the optimised model's outputs (`graph` graph outputs first, then intermediate
-    /// tensors) into kept and streamed ones, and builds the plan over the kept ones.
-    fn new(mut typed: TypedModel, graph: usize) -> TractResult<StreamingPlan> {
-        use tract_onnx::tract_core::ops::konst::Const;
-        let outlets = typed.output_outlets()?.to_vec();
-        let graph = graph.min(outlets.len());
-        let mut ancestors = std::collections::HashSet::new();
-        let mut stack: Vec<usize> = outlets[..graph].iter().map(|o| o.node).collect();
-        while let Some(n) = stack.pop() {
-            if ancestors.insert(n) {
-                stack.extend(typed.node(n).inputs.iter().map(|i| i.node));
-            }
-        }
-        let mut kept: Vec<(OutletId, Vec<usize>)> = outlets[..graph]
-            .iter()
-            .enumerate()
-            .map(|(i, o)| (*o, vec![i]))
-            .collect();
-        let mut streamed: HashMap<usize, Vec<(usize, usize)>> = HashMap::new();
-        for (i, o) in outlets.iter().enumerate().skip(graph) {
-            if let Some((_, served)) = kept.iter_mut().find(|(k, _)| k == o) {
-                served.push(i);
-            } else if !ancestors.contains(&o.node) || typed.node(o.node).op_is::<Const>() {
-                // Never evaluated by the plan's walk (constants are seeded, nodes outside
-                // the outputs' ancestry are skipped): computed as plan outputs instead.
-                kept.push((*o, vec![i]));
-            } else {
-                streamed.entry(o.node).or_default().push((o.slot, i));
-            }
-        }
-        let kept_outlets: Vec<OutletId> = kept.iter().map(|(o, _)| *o).collect();
-        typed.select_output_outlets(&kept_outlets)?;
-        Ok(StreamingPlan {
-            runnable: typed.into_runnable()?,
-            kept: kept.into_iter().map(|(_, served)| served).collect(),
-            streamed,
-        })
-    }
-
-    /// Runs the plan: streamed tensors go to `observe` as they are made; returns the kept
-    /// outputs with the indices each serves.
-    fn run(
-        &self,
-        inputs: TVec<TValue>,
-        observe: &mut dyn FnMut(usize, &Tensor) -> Result<()>,
-    ) -> std::result::Result<Vec<(Vec<usize>, Tensor)>, RunFailure> {
-        let mut failure = None;
-        let mut state = self.runnable.spawn().map_err(RunFailure::Engine)?;
-        let out = state.run_plan_with_eval(inputs, |ctx, op_state, node, inputs| {
-            let values = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs)?;
-            for &(slot, index) in self.streamed.get(&node.id).into_iter().flatten() {
-                if let Err(e) = observe(index, &values[slot]) {
-                    failure = Some(e);
-                    return Err(TractError::msg("the observer failed"));
-                }
-            }
-            Ok::<_, TractError>(values)
-        });
-        match (out, failure) {
-            (_, Some(e)) => Err(RunFailure::Observer(e)),
-            (Err(e), None) => Err(RunFailure::Engine(e)),
-            (Ok(values), None) => Ok(self
-                .kept
-                .iter()
-                .cloned()
-                .zip(values.into_iter().map(TValue::into_tensor))
-                .collect()),
-        }
-    }
-}
-
-/// Why a streamed run stopped: the engine, or the caller's observer.
-enum RunFailure {
-    Engine(TractError),
-    Observer(Error),
-}
 
 /// Which engine runs a model, and why when it is not tract.
 #[derive(Debug)]
@@ -712,41 +571,4 @@ fn contained<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
             .or_else(|| p.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "a panic without a message".into())
     })
-}
-
-/// The innermost `node #N "name" Op` that tract's error chain names, as (name, op).
-fn node_in_error(chain: &str) -> Option<(String, String)> {
-    let mut found = None;
-    let mut rest = chain;
-    while let Some(i) = rest.find("node #") {
-        rest = &rest[i + 6..];
-        let Some(q1) = rest.find('"') else { break };
-        let Some(q2) = rest[q1 + 1..].find('"') else {
-            break;
-        };
-        let name = &rest[q1 + 1..q1 + 1 + q2];
-        let op: String = rest[q1 + 2 + q2..]
-            .trim_start()
-            .chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_')
-            .collect();
-        found = Some((name.to_string(), op));
-    }
-    found
-}
-
-#[cfg(test)]
-mod tests {
-    use super::node_in_error;
-
-    #[test]
-    fn innermost_node_of_a_tract_error_chain() {
-        let chain = "Failed analyse for node #107 \"/model/decoder/If\" If\n\
-                     Caused by: Failed analyse for node #1 \"/model/decoder/Squeeze\" Squeeze13: bad";
-        assert_eq!(
-            node_in_error(chain),
-            Some(("/model/decoder/Squeeze".into(), "Squeeze13".into()))
-        );
-        assert_eq!(node_in_error("no node here"), None);
-    }
 }

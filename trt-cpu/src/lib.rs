@@ -9,18 +9,21 @@
 //!   (confined to the model's folder), inputs/outputs with symbolic dims kept symbolic, and
 //!   [`write_atomic`], the workspace's one atomic file write.
 //! - [`check`]: structural checks of a graph before any engine sees it.
-//! - [`infer`]: [`CpuModel`], concrete-shape tract plans, onnxruntime ([`onnxruntime`]) where
-//!   tract cannot run a model, and the engine choice.
+//! - [`infer`]: [`CpuModel`], concrete-shape tract plans (intermediate tensors streamed to
+//!   the caller), onnxruntime ([`onnxruntime`]) where tract cannot run a model, and the
+//!   engine choice.
 //! - [`widen`]: the float32-scale form of float16 Q/DQ that tract needs.
 //!
 //! Inputs are tract [`Tensor`]s, so a caller converts its own tensors once (the runtime
 //! from its `ndarray` views, calibration from its samples).
 
 pub mod check;
+mod choice;
 mod error;
 pub mod infer;
 pub mod model;
 pub mod onnxruntime;
+mod plan;
 pub mod widen;
 
 pub use error::{Error, Result};
