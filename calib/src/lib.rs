@@ -32,10 +32,11 @@
 //!   ranges, NaN/Inf) before use, with errors naming sample, input, dimension and range.
 //! - [`observer`]: minmax, percentile, entropy (TensorRT's KL method) and MSE on streaming
 //!   statistics whose memory is bounded by tensors × bins, never by the number of samples.
-//! - [`calibrate`]: runs the FP32 model with tract on every core, two passes (ranges, then
-//!   histograms with one fixed bin range per tensor), so samples of **any shape** — all
-//!   declared profiles, not just one OPT shape — feed the same statistics, and the result does
-//!   not depend on sample order or thread count. Results persist as JSON with a fingerprint of
+//! - [`calibrate`]: runs the FP32 model with tract on every core, one pass over the samples
+//!   (each activation observed as it is made, histograms whose power-of-two range widens
+//!   exactly), so samples of **any shape** — all declared profiles, not just one OPT shape —
+//!   feed the same statistics, and the result does not depend on sample order or thread
+//!   count. Results persist as JSON with a fingerprint of
 //!   model, data and options. A warning flags data that does not cover the profiles.
 //! - [`qdq`]: Q/DQ placement following TensorRT's rules (documented there) and the rewrite.
 //! - [`report`]: FP32 vs Q/DQ (INT8 simulated in tract) per output: max/mean absolute error,

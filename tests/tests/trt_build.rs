@@ -315,14 +315,10 @@ fn a_flavor_other_than_the_headers_is_a_declaration_error_and_progress_is_logged
         .try_build()
         .unwrap();
     let log = log(&out);
-    assert!(
-        log.contains("seed: calibration pass 1/2: 1/5 samples"),
-        "{log}"
-    );
-    assert!(
-        log.contains("seed: calibration pass 2/2: 5/5 samples"),
-        "{log}"
-    );
+    // One pass over the samples (histograms fill as ranges grow).
+    assert!(log.contains("seed: calibration: 1/5 samples"), "{log}");
+    assert!(log.contains("seed: calibration: 5/5 samples"), "{log}");
+    assert!(!log.contains("pass 2"), "{log}");
     assert!(
         log.contains("phase start:"),
         "TensorRT's build phases are logged:\n{log}"
