@@ -9,8 +9,8 @@
 //!
 //! A condition qualifies when, walking back from it, every path ends in an initializer, a
 //! `Constant` or a `Shape`/`Size` node (values of graph inputs never matter). Its value is
-//! computed by running the model (tract, or onnxruntime where tract cannot) on zero inputs at
-//! each profile's min, opt and max shapes; only a condition with one value at all of them is
+//! computed by running the part of the graph it depends on (tract, or onnxruntime where tract
+//! cannot) on zero inputs at each profile's min, opt and max shapes; only a condition with one value at all of them is
 //! folded. Folding repeats while it exposes further foldable `If` nodes (nested branches).
 
 use std::collections::{HashMap, HashSet};
@@ -40,6 +40,19 @@ pub fn fold_shape_ifs(model: &Model, profiles: &[Profile]) -> Result<Option<(Mod
         if candidates.is_empty() {
             break;
         }
+        // Conditions computed without going through another `If` first: their part of the
+        // graph runs on tract. The others wait for a later round, once the `If`s they read
+        // are folded (or, when none qualifies, the whole model computes them).
+        let direct: Vec<usize> = candidates
+            .iter()
+            .copied()
+            .filter(|&i| ancestors(current.graph(), &current.graph().node[i].input[..1]).is_some())
+            .collect();
+        let candidates = if direct.is_empty() {
+            candidates
+        } else {
+            direct
+        };
         let conds: Vec<String> = candidates
             .iter()
             .map(|&i| current.graph().node[i].input[0].clone())
@@ -163,7 +176,11 @@ fn evaluate(
             shapes.push(call);
         }
     }
-    let cpu = CpuModel::new(model, conds)?;
+    let pruned = condition_model(model, conds)?;
+    let cpu = match &pruned {
+        Some(m) => CpuModel::new(m, &[])?,
+        None => CpuModel::new(model, conds)?,
+    };
     let first = cpu.output_names().len() - conds.len();
     let mut values: Vec<Option<bool>> = Vec::new();
     for (k, call) in shapes.iter().enumerate() {
@@ -192,6 +209,103 @@ fn evaluate(
         }
     }
     Ok(Some(values))
+}
+
+/// The part of the graph that computes `conds`, with them as its outputs: the nodes they
+/// depend on (usually a few `Shape`, `Gather`, `Equal`), the initializers those read and every
+/// graph input. Running that instead of the whole model needs no weights and avoids the
+/// nodes tract cannot type (the `If`s being folded), so no second engine is loaded for it.
+/// `None` when a needed node has a subgraph (its outer-scope references are not followed).
+fn condition_model(model: &Model, conds: &[String]) -> Result<Option<Model>> {
+    let g = model.graph();
+    let Some(keep) = ancestors(g, conds) else {
+        return Ok(None);
+    };
+    let nodes: Vec<pb::NodeProto> = g
+        .node
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| keep.contains(i))
+        .map(|(_, n)| n.clone())
+        .collect();
+    let read: HashSet<&str> = nodes
+        .iter()
+        .flat_map(|n| n.input.iter().map(String::as_str))
+        .collect();
+    let bool_output = |name: &String| pb::ValueInfoProto {
+        name: name.clone(),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: pb::tensor_proto::DataType::Bool as i32,
+                shape: None,
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let initializer: Vec<pb::TensorProto> = g
+        .initializer
+        .iter()
+        .filter(|t| read.contains(t.name.as_str()))
+        .cloned()
+        .collect();
+    // Old models also list initializers as inputs: keep only those still present.
+    let dropped: HashSet<&str> = g
+        .initializer
+        .iter()
+        .map(|t| t.name.as_str())
+        .filter(|n| !read.contains(n))
+        .collect();
+    let graph = pb::GraphProto {
+        name: format!("{}: If conditions", g.name),
+        node: nodes,
+        initializer,
+        input: g
+            .input
+            .iter()
+            .filter(|i| !dropped.contains(i.name.as_str()))
+            .cloned()
+            .collect(),
+        output: conds.iter().map(bool_output).collect(),
+        ..Default::default()
+    };
+    let original = model.proto();
+    let proto = pb::ModelProto {
+        ir_version: original.ir_version,
+        opset_import: original.opset_import.clone(),
+        graph: Some(graph),
+        ..Default::default()
+    };
+    Model::from_proto(proto, model.name())
+        .map(Some)
+        .map_err(Into::into)
+}
+
+/// Indices of the nodes `tensors` depend on, or `None` when one of them has a subgraph.
+fn ancestors(g: &pb::GraphProto, tensors: &[String]) -> Option<HashSet<usize>> {
+    let producer: HashMap<&str, usize> = g
+        .node
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
+        .collect();
+    let mut keep = HashSet::new();
+    let mut stack: Vec<&str> = tensors.iter().map(String::as_str).collect();
+    while let Some(t) = stack.pop() {
+        if let Some(&i) = producer.get(t)
+            && keep.insert(i)
+        {
+            let n = &g.node[i];
+            if n.attribute
+                .iter()
+                .any(|a| a.g.is_some() || !a.graphs.is_empty())
+            {
+                return None;
+            }
+            stack.extend(n.input.iter().map(String::as_str).filter(|x| !x.is_empty()));
+        }
+    }
+    Some(keep)
 }
 
 fn fixed(i: &TensorInfo) -> Option<Vec<usize>> {

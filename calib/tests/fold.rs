@@ -119,3 +119,125 @@ fn a_bound_input_makes_its_if_foldable() {
     let e = parse_constant(&m, "mode=fast").unwrap_err().to_string();
     assert!(e.contains("mode=fast"), "{e}");
 }
+
+/// `a = If(C == 4, then: Identity(x), else: Unsqueeze(x, 2))` — branches of different rank,
+/// which tract cannot type — and `b = If(rank(a) == 2, then: Relu(x), else: Neg(x))`, whose
+/// condition reads the shape of the first `If`'s output.
+fn nested_model() -> Model {
+    let branch = |op: &str, inputs: &[&str], out: &str| pb::GraphProto {
+        name: format!("{op}_{out}"),
+        node: vec![pb::NodeProto {
+            name: out.into(),
+            op_type: op.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![out.into()],
+            ..Default::default()
+        }],
+        output: vec![pb::ValueInfoProto {
+            name: out.into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let if_node =
+        |name: &str, cond: &str, out: &str, then: pb::GraphProto, other: pb::GraphProto| {
+            let attr = |name: &str, g: pb::GraphProto| pb::AttributeProto {
+                name: name.into(),
+                r#type: 5,
+                g: Some(g),
+                ..Default::default()
+            };
+            pb::NodeProto {
+                name: name.into(),
+                op_type: "If".into(),
+                input: vec![cond.into()],
+                output: vec![out.into()],
+                attribute: vec![attr("then_branch", then), attr("else_branch", other)],
+                ..Default::default()
+            }
+        };
+    let mut g = GraphBuilder::new("nested_ifs");
+    g.input("x", DType::F32, test_support::dims!["N", "C"])
+        .output("b", DType::F32, test_support::dims!["N", "C"])
+        .initializer(test_support::synth::tensor_i64("one", &[], &[1]))
+        .initializer(test_support::synth::tensor_i64("two", &[], &[2]))
+        .initializer(test_support::synth::tensor_i64("four", &[], &[4]))
+        .initializer(test_support::synth::tensor_i64("axes", &[1], &[2]))
+        .node("shape", "Shape", &["x"], &["shape"], vec![])
+        .node(
+            "c",
+            "Gather",
+            &["shape", "one"],
+            &["c"],
+            vec![attr_int("axis", 0)],
+        );
+    let mut m = g.build();
+    let graph = m.graph_mut();
+    graph.node.push(pb::NodeProto {
+        name: "is4".into(),
+        op_type: "Equal".into(),
+        input: vec!["c".into(), "four".into()],
+        output: vec!["is4".into()],
+        ..Default::default()
+    });
+    graph.node.push(if_node(
+        "first",
+        "is4",
+        "a",
+        branch("Identity", &["x"], "a_then"),
+        branch("Unsqueeze", &["x", "axes"], "a_else"),
+    ));
+    for (op, inputs, out) in [
+        ("Shape", vec!["a"], "a_shape"),
+        ("Size", vec!["a_shape"], "a_rank"),
+        ("Equal", vec!["a_rank", "two"], "is_rank2"),
+    ] {
+        graph.node.push(pb::NodeProto {
+            name: out.into(),
+            op_type: op.into(),
+            input: inputs.into_iter().map(String::from).collect(),
+            output: vec![out.into()],
+            ..Default::default()
+        });
+    }
+    graph.node.push(if_node(
+        "second",
+        "is_rank2",
+        "b",
+        branch("Relu", &["x"], "b_then"),
+        branch("Neg", &["x"], "b_else"),
+    ));
+    m
+}
+
+#[test]
+fn conditions_are_computed_from_their_part_of_the_graph_on_tract_alone() {
+    // The whole model cannot run on tract (the first If's branches differ in rank); folding
+    // must not need onnxruntime for that: each round runs only what its conditions read.
+    calib::infer::set_engine_choice(calib::infer::EngineChoice::Tract);
+    let (folded, notes) = fold_shape_ifs(&nested_model(), &[profile(4)])
+        .unwrap()
+        .expect("folded");
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(
+        notes[0].contains("'first'") && notes[0].contains("then_branch"),
+        "{notes:?}"
+    );
+    assert!(
+        notes[1].contains("'second'") && notes[1].contains("then_branch"),
+        "{notes:?}"
+    );
+    let ops: Vec<&str> = folded
+        .graph()
+        .node
+        .iter()
+        .map(|n| n.op_type.as_str())
+        .collect();
+    assert!(ops.contains(&"Relu") && !ops.contains(&"If"), "{ops:?}");
+    // C = 3: the first If unsqueezes, so the second takes its else branch.
+    let (other, notes) = fold_shape_ifs(&nested_model(), &[profile(3)])
+        .unwrap()
+        .unwrap();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(other.graph().node.iter().any(|n| n.op_type == "Neg"));
+}

@@ -267,7 +267,9 @@ impl CpuModel {
             Some((name, op)) => format!("node '{name}' (operator {op})"),
             None => "the graph".to_string(),
         };
-        let ort = match crate::onnxruntime::available() {
+        // Only whether it is configured: loading the library just to word a message would
+        // cost every caller that handles the failure itself (If folding probes plans).
+        let ort = match crate::onnxruntime::configured() {
             Ok(()) => String::new(),
             Err(why) => format!(
                 "; onnxruntime, the second engine, would run it but is not available: {why}"

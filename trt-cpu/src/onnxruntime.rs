@@ -23,19 +23,25 @@ mod engine {
     use tract_onnx::pb;
     use tract_onnx::prelude::{Tensor, tract_ndarray as nd};
 
+    /// The library `ORT_DYLIB_PATH` names, if it names a file.
+    fn library_path() -> Result<std::path::PathBuf, String> {
+        #[allow(clippy::disallowed_methods)]
+        let path = std::env::var_os(DYLIB_VAR).ok_or_else(|| {
+            format!(
+                "{DYLIB_VAR} is not set (run `cargo xtask setup`, or point it at libonnxruntime.so)"
+            )
+        })?;
+        let path = std::path::PathBuf::from(path);
+        if !path.is_file() {
+            return Err(format!("{DYLIB_VAR}={} is not a file", path.display()));
+        }
+        Ok(path)
+    }
+
     fn environment() -> Result<&'static ort::environment::Environment, String> {
         static ENV: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
         ENV.get_or_init(|| {
-            #[allow(clippy::disallowed_methods)]
-            let path = std::env::var_os(DYLIB_VAR).ok_or_else(|| {
-                format!(
-                    "{DYLIB_VAR} is not set (run `cargo xtask setup`, or point it at libonnxruntime.so)"
-                )
-            })?;
-            let path = std::path::PathBuf::from(path);
-            if !path.is_file() {
-                return Err(format!("{DYLIB_VAR}={} is not a file", path.display()));
-            }
+            let path = library_path()?;
             // `ort` loads the library and may panic on a library it cannot use; keep that inside.
             std::panic::catch_unwind(|| {
                 ort::init_from(&path)
@@ -53,6 +59,12 @@ mod engine {
     /// Whether the onnxruntime library can be loaded, or why not.
     pub fn available() -> Result<(), String> {
         environment().map(|_| ())
+    }
+
+    /// Whether a library is configured (`ORT_DYLIB_PATH` names a file), or why not, without
+    /// loading it (loading maps about 34 MiB into the process).
+    pub fn configured() -> Result<(), String> {
+        library_path().map(|_| ())
     }
 
     /// A file only this process uses, removed when dropped.
@@ -243,6 +255,11 @@ mod engine {
         )
     }
 
+    /// Why onnxruntime cannot be used: this build left it out.
+    pub fn configured() -> Result<(), String> {
+        available()
+    }
+
     /// Never constructed: [`available`] always fails first.
     #[derive(Debug)]
     pub(crate) enum OrtModel {}
@@ -259,4 +276,4 @@ mod engine {
 }
 
 pub(crate) use engine::OrtModel;
-pub use engine::available;
+pub use engine::{available, configured};
