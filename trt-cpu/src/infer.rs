@@ -70,8 +70,9 @@ struct PlanCache {
 pub struct CpuModel {
     /// tract's graph, dropped when the model moves to onnxruntime.
     template: Mutex<Option<InferenceModel>>,
-    /// The model for onnxruntime, kept only until the engine is chosen.
-    proto: Mutex<Option<pb::ModelProto>>,
+    /// The model for onnxruntime, kept only until the engine is chosen (it shares the
+    /// caller's weights: [`Model`] clones are copy-on-write).
+    fallback: Mutex<Option<Model>>,
     engine: OnceLock<Engine>,
     plans: Mutex<PlanCache>,
     limit: usize,
@@ -85,8 +86,7 @@ pub struct CpuModel {
 }
 
 /// The graph without intermediate shape annotations and with output shapes dropped (element
-/// types kept): tract then infers every shape from the concrete inputs instead of trying to
-/// unify them with annotations that exporters often get wrong.
+/// types kept), for onnxruntime, which would check them against its own inference.
 fn without_shape_annotations(proto: &pb::ModelProto) -> pb::ModelProto {
     let mut proto = proto.clone();
     if let Some(g) = proto.graph.as_mut() {
@@ -127,12 +127,16 @@ impl CpuModel {
         crate::check::check(model)?;
         // tract's Q/DQ take float32 scales; FP16 models get the equivalent float32 form.
         let widened = crate::widen::widen_qdq_for_tract(model);
-        let original = widened.as_ref().unwrap_or(model).proto();
-        let proto = without_shape_annotations(original);
+        let model = widened.unwrap_or_else(|| model.clone());
+        // Intermediate shape annotations (`value_info`) are ignored and output shapes are
+        // not read (tract's default): tract infers every shape from the concrete inputs
+        // instead of trying to unify them with annotations that exporters often get wrong.
         let mut template = tract_onnx::onnx()
-            .model_for_proto_model(&proto)
+            .with_ignore_value_info(true)
+            .model_for_proto_model(model.proto())
             .map_err(|e| Error::inference(ctx("loading into tract"), e))?;
-        let weights: usize = proto
+        let weights: usize = model
+            .proto()
             .graph
             .iter()
             .flat_map(|g| &g.initializer)
@@ -144,9 +148,7 @@ impl CpuModel {
         let limit = (PLAN_WEIGHT_BUDGET / weights.max(1)).clamp(2, DEFAULT_CONCRETE_PLANS);
         Ok(CpuModel {
             template: Mutex::new(Some(template)),
-            // The one copy made here serves both engines: tract loaded from it, onnxruntime
-            // (which infers shapes itself) takes it if it is chosen.
-            proto: Mutex::new(Some(proto)),
+            fallback: Mutex::new(Some(model)),
             engine: OnceLock::new(),
             plans: Mutex::default(),
             limit,
@@ -339,7 +341,10 @@ impl CpuModel {
         }
         let Some(failure) = failure else {
             let _ = self.engine.set(Engine::Tract);
-            self.proto.lock().unwrap_or_else(|e| e.into_inner()).take();
+            self.fallback
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
             return Ok(());
         };
         if choice == EngineChoice::Tract || crate::onnxruntime::available().is_err() {
@@ -361,17 +366,19 @@ impl CpuModel {
         }
         let context = || format!("{}: onnxruntime ({reason})", self.name);
         crate::onnxruntime::available().map_err(|e| Error::inference(context(), e))?;
-        let proto = self
-            .proto
+        let model = self
+            .fallback
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()
             .ok_or_else(|| Error::inference(context(), "the engine was already chosen"))?;
-        // One copy of the weights at a time: tract's graph goes before onnxruntime loads.
+        // Few copies of the weights at a time: tract's graph goes before onnxruntime loads.
         self.template
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
+        let proto = without_shape_annotations(model.proto());
+        drop(model);
         let ort = crate::onnxruntime::OrtModel::new(proto, &self.outputs)
             .map_err(|e| Error::inference(context(), e))?;
         log::warn!("{}: running on onnxruntime because {reason}", self.name);

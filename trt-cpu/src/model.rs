@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use prost::Message;
 use serde::{Deserialize, Serialize};
@@ -148,9 +149,13 @@ fn confined(dir: &Path, location: &str) -> std::result::Result<PathBuf, String> 
 }
 
 /// An ONNX model in memory, with external data already read in.
+///
+/// Cloning is cheap: clones share the protobuf (weights included) until one is changed
+/// (copy on write), so an engine can keep the model it was made from without a second copy
+/// of the weights.
 #[derive(Debug, Clone)]
 pub struct Model {
-    proto: pb::ModelProto,
+    proto: Arc<pb::ModelProto>,
     name: String,
     path: Option<PathBuf>,
     external_files: Vec<PathBuf>,
@@ -200,7 +205,7 @@ impl Model {
             return Err(Error::model(name, "has no graph"));
         }
         Ok(Model {
-            proto,
+            proto: Arc::new(proto),
             name,
             path: None,
             external_files: Vec::new(),
@@ -219,7 +224,7 @@ impl Model {
             });
         }
         Ok(Model {
-            proto,
+            proto: Arc::new(proto),
             name: path.display().to_string(),
             path: None,
             external_files: Vec::new(),
@@ -322,9 +327,9 @@ impl Model {
         &self.proto
     }
 
-    /// The protobuf, mutably.
+    /// The protobuf, mutably (copied first if a clone of this model shares it).
     pub fn proto_mut(&mut self) -> &mut pb::ModelProto {
-        &mut self.proto
+        Arc::make_mut(&mut self.proto)
     }
 
     /// The graph.
@@ -334,7 +339,10 @@ impl Model {
 
     /// The graph, mutably.
     pub fn graph_mut(&mut self) -> &mut pb::GraphProto {
-        self.proto.graph.as_mut().expect("checked at construction")
+        self.proto_mut()
+            .graph
+            .as_mut()
+            .expect("checked at construction")
     }
 
     /// Default-domain opset version.
@@ -476,7 +484,7 @@ impl Model {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "model.onnx".into());
         let data_name = format!("{file_name}.data");
-        let mut proto = self.proto.clone();
+        let mut proto = pb::ModelProto::clone(&self.proto);
         let mut data = Vec::new();
         for tensor in &mut proto
             .graph
