@@ -53,7 +53,7 @@ def main():
         rss = mine["peak_rss_mib"] if mine and mine["ok"] else None
         rcmp = "-"
         if pct and rss is not None and pct["seconds"] == 0:
-            rcmp = f"{rss} vs peer not run"
+            rcmp = f"{rss} vs the 64 MiB floor (peer not run): {'met' if rss <= 64 else 'missed'}"
         elif pct and rss is not None:
             limit = max(pct["peak_rss_mib"] / 4, 64)
             rcmp = f"{rss} vs {limit:.0f}{'' if pct['ok'] else ' (peer failed at ' + str(pct['peak_rss_mib']) + ')'}: {'met' if rss <= limit else 'missed'}"
