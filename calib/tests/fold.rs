@@ -6,15 +6,14 @@ use calib::{DType, Model, Profile};
 use test_support::synth::{GraphBuilder, attr_int};
 use tract_onnx::pb;
 
-/// `y = If(Shape(x)[1] == 4, then: Relu(x), else: Neg(x))` with `x: [N, C]`, and an
-/// `If` on the value of a second input `mode` (`mode == 1 ? x : -x`).
-fn model() -> Model {
-    let branch = |op: &str, out: &str| pb::GraphProto {
-        name: op.into(),
+/// A subgraph of one node `op(inputs) -> out`.
+fn branch(op: &str, inputs: &[&str], out: &str) -> pb::GraphProto {
+    pb::GraphProto {
+        name: format!("{op}_{out}"),
         node: vec![pb::NodeProto {
-            name: op.into(),
+            name: out.into(),
             op_type: op.into(),
-            input: vec!["x".into()],
+            input: inputs.iter().map(|s| s.to_string()).collect(),
             output: vec![out.into()],
             ..Default::default()
         }],
@@ -23,7 +22,36 @@ fn model() -> Model {
             ..Default::default()
         }],
         ..Default::default()
+    }
+}
+
+/// `out = If(cond, then, other)`.
+fn if_node(
+    name: &str,
+    cond: &str,
+    out: &str,
+    then: pb::GraphProto,
+    other: pb::GraphProto,
+) -> pb::NodeProto {
+    let attr = |name: &str, g: pb::GraphProto| pb::AttributeProto {
+        name: name.into(),
+        r#type: 5,
+        g: Some(g),
+        ..Default::default()
     };
+    pb::NodeProto {
+        name: name.into(),
+        op_type: "If".into(),
+        input: vec![cond.into()],
+        output: vec![out.into()],
+        attribute: vec![attr("then_branch", then), attr("else_branch", other)],
+        ..Default::default()
+    }
+}
+
+/// `y = If(Shape(x)[1] == 4, then: Relu(x), else: Neg(x))` with `x: [N, C]`, and an
+/// `If` on the value of a second input `mode` (`mode == 1 ? x : -x`).
+fn model() -> Model {
     let mut g = GraphBuilder::new("ifs");
     g.input("x", DType::F32, test_support::dims!["N", "C"])
         .input("mode", DType::I64, vec![])
@@ -44,27 +72,13 @@ fn model() -> Model {
     let mut m = g.build();
     let graph = m.graph_mut();
     for (name, cond, out) in [("by_shape", "is4", "y"), ("by_value", "is1", "z")] {
-        graph.node.push(pb::NodeProto {
-            name: name.into(),
-            op_type: "If".into(),
-            input: vec![cond.into()],
-            output: vec![out.into()],
-            attribute: vec![
-                pb::AttributeProto {
-                    name: "then_branch".into(),
-                    r#type: 5,
-                    g: Some(branch("Relu", &format!("{name}_then"))),
-                    ..Default::default()
-                },
-                pb::AttributeProto {
-                    name: "else_branch".into(),
-                    r#type: 5,
-                    g: Some(branch("Neg", &format!("{name}_else"))),
-                    ..Default::default()
-                },
-            ],
-            ..Default::default()
-        });
+        graph.node.push(if_node(
+            name,
+            cond,
+            out,
+            branch("Relu", &["x"], &format!("{name}_then")),
+            branch("Neg", &["x"], &format!("{name}_else")),
+        ));
     }
     m
 }
@@ -124,38 +138,6 @@ fn a_bound_input_makes_its_if_foldable() {
 /// which tract cannot type — and `b = If(rank(a) == 2, then: Relu(x), else: Neg(x))`, whose
 /// condition reads the shape of the first `If`'s output.
 fn nested_model() -> Model {
-    let branch = |op: &str, inputs: &[&str], out: &str| pb::GraphProto {
-        name: format!("{op}_{out}"),
-        node: vec![pb::NodeProto {
-            name: out.into(),
-            op_type: op.into(),
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: vec![out.into()],
-            ..Default::default()
-        }],
-        output: vec![pb::ValueInfoProto {
-            name: out.into(),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
-    let if_node =
-        |name: &str, cond: &str, out: &str, then: pb::GraphProto, other: pb::GraphProto| {
-            let attr = |name: &str, g: pb::GraphProto| pb::AttributeProto {
-                name: name.into(),
-                r#type: 5,
-                g: Some(g),
-                ..Default::default()
-            };
-            pb::NodeProto {
-                name: name.into(),
-                op_type: "If".into(),
-                input: vec![cond.into()],
-                output: vec![out.into()],
-                attribute: vec![attr("then_branch", then), attr("else_branch", other)],
-                ..Default::default()
-            }
-        };
     let mut g = GraphBuilder::new("nested_ifs");
     g.input("x", DType::F32, test_support::dims!["N", "C"])
         .output("b", DType::F32, test_support::dims!["N", "C"])
