@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::data::{SampleRef, Source};
 use crate::error::{Error, Result};
@@ -18,11 +17,12 @@ use crate::infer::{CpuModel, ShapeSignature, to_f32};
 pub const MAX_THREADS: usize = 1024;
 use crate::model::{Model, TensorInfo, write_atomic};
 use crate::observer::{DEFAULT_BINS, Method, TensorStats, scale_for};
+use crate::prepared::Prepared;
 use crate::profile::{Profile, validate_profiles};
 use crate::qdq::{self, Exclusions, Placement};
 
 /// Version of the persisted format and of the algorithm; part of every fingerprint.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Calibration progress, for progress bars.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,8 +36,8 @@ pub struct Progress {
 type ProgressFn = dyn Fn(Progress) + Send + Sync;
 
 /// Calibration options and entry point (builder style).
-pub struct Calibrator<'m> {
-    model: &'m Model,
+pub struct Calibrator {
+    prepared: Prepared,
     method: Method,
     bins: usize,
     profiles: Vec<Profile>,
@@ -46,10 +46,10 @@ pub struct Calibrator<'m> {
     progress: Option<Box<ProgressFn>>,
 }
 
-impl std::fmt::Debug for Calibrator<'_> {
+impl std::fmt::Debug for Calibrator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Calibrator")
-            .field("model", &self.model.name())
+            .field("model", &self.prepared.original().name())
             .field("method", &self.method)
             .field("bins", &self.bins)
             .field("profiles", &self.profiles)
@@ -90,8 +90,8 @@ impl Calibration {
     /// # Errors
     ///
     /// See [`qdq::insert`].
-    pub fn apply(&self, model: &Model) -> Result<Model> {
-        qdq::insert(model, &self.placement, &self.scales)
+    pub fn apply(&self, prepared: &Prepared) -> Result<Model> {
+        qdq::insert(prepared, &self.placement, &self.scales)
     }
 
     /// Saves as JSON (atomically).
@@ -119,11 +119,17 @@ impl Calibration {
     }
 }
 
-impl<'m> Calibrator<'m> {
-    /// Calibrates `model` with entropy calibration and no profile (static inputs).
-    pub fn new(model: &'m Model) -> Self {
+impl Calibrator {
+    /// Calibrates `model` ([`Method::Auto`], no profile: static inputs). The model is prepared
+    /// for Q/DQ here; with a [`Prepared`] already made, use [`Calibrator::prepared`].
+    pub fn new(model: &Model) -> Self {
+        Self::prepared(&Prepared::new(model))
+    }
+
+    /// Calibrates a model already prepared for Q/DQ (nothing is copied).
+    pub fn prepared(prepared: &Prepared) -> Self {
         Calibrator {
-            model,
+            prepared: prepared.clone(),
             method: Method::Auto,
             bins: DEFAULT_BINS,
             profiles: Vec::new(),
@@ -160,7 +166,7 @@ impl<'m> Calibrator<'m> {
 
     /// Keeps a node (by name) or an operator type in float.
     pub fn exclude(mut self, name_or_op: &str) -> Self {
-        self.exclusions.add(self.model, name_or_op);
+        self.exclusions.add(self.prepared.original(), name_or_op);
         self
     }
 
@@ -189,44 +195,14 @@ impl<'m> Calibrator<'m> {
     ///
     /// [`Error::Io`] for unreadable data files.
     pub fn fingerprint(&self, source: &Source) -> Result<String> {
-        let mut h = Sha256::new();
-        h.update(FORMAT_VERSION.to_le_bytes());
-        h.update(self.model.to_bytes());
-        let options = serde_json::json!({
-            "method": self.method, "bins": self.bins, "profiles": self.profiles, "exclusions": self.exclusions,
-        });
-        h.update(options.to_string().as_bytes());
-        match source {
-            Source::Path(_) | Source::Files(_) => {
-                // Paths are hashed relative to each sample, so the fingerprint (and the engine
-                // cache key built on it) is the same wherever the data lives.
-                for r in source.list()? {
-                    let (SampleRef::NpyDir(base) | SampleRef::Npz(base)) = &r else {
-                        continue;
-                    };
-                    let parent = base.parent().unwrap_or(base);
-                    for file in Source::Path(base.clone()).files()? {
-                        let rel = file.strip_prefix(parent).unwrap_or(&file);
-                        h.update(rel.to_string_lossy().as_bytes());
-                        h.update([0]);
-                        h.update(std::fs::read(&file).map_err(|e| Error::io(&file, e))?);
-                    }
-                }
-            }
-            Source::Memory(_) | Source::Generated(_) => {
-                // Streams: one sample at a time, hashed by name, element type, shape, bytes.
-                let inputs = self.model.inputs()?;
-                for r in source.list()? {
-                    let sample = source.load(&r, &inputs)?;
-                    for (name, t) in sample.tensors() {
-                        h.update(name.as_bytes());
-                        h.update(format!("{}{:?}", t.elem_type(), t.shape()).as_bytes());
-                        h.update(t.to_le_bytes());
-                    }
-                }
-            }
-        }
-        Ok(hex::encode(h.finalize()))
+        crate::fingerprint::of(
+            self.prepared.original(),
+            self.method,
+            self.bins,
+            &self.profiles,
+            &self.exclusions,
+            source,
+        )
     }
 
     /// Runs calibration, or returns the calibration saved at `cache` when its fingerprint
@@ -299,20 +275,17 @@ impl<'m> Calibrator<'m> {
         self.run_with(source, self.fingerprint(source)?)
     }
 
-    fn run_with(&self, source: &Source, fingerprint: String) -> Result<Calibration> {
+    pub(crate) fn run_with(&self, source: &Source, fingerprint: String) -> Result<Calibration> {
         self.method.check()?;
         self.check_options()?;
-        let inputs = self.model.inputs()?;
+        let inputs = self.prepared.original().inputs()?;
         validate_profiles(&inputs, &self.profiles)?;
-        let placement = qdq::place(self.model, &self.exclusions)?;
+        let placement = qdq::place(&self.prepared, &self.exclusions)?;
         // Observe the graph Q/DQ goes into (its opset-13 form where the model is older).
-        let (model, _) = crate::opset::for_qdq(self.model);
         let refs = source.list()?;
         let tensors = placement.activation_tensors();
-        let mut cpu = CpuModel::new(&model, &tensors)?;
+        let mut cpu = CpuModel::new(self.prepared.form(), &tensors)?;
         cpu.release_memory_after_calls(true);
-        // The CPU model holds its own copy; the raised one is not needed any more.
-        drop(model);
         let first_extra = cpu.output_names().len() - tensors.len();
         // Index of each activation tensor among the plan's outputs (a tensor may also be a
         // graph output).
@@ -395,7 +368,7 @@ impl<'m> Calibrator<'m> {
         // An activation that overflows float32 has no scale; say which, never write 1.0.
         if let Some((t, r)) = tensors.iter().zip(&stats).find(|(_, r)| r.non_finite > 0) {
             return Err(Error::model(
-                self.model.name(),
+                self.prepared.original().name(),
                 format!(
                     "activation '{t}' became non-finite (inf or NaN) in {} of {} values on the calibration data: the model overflows float32 on these inputs, so no INT8 scale exists for it; check the samples' value range, or exclude the node that produces it",
                     r.non_finite,

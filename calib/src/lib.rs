@@ -7,25 +7,32 @@
 //!
 //! # Example
 //!
+//! [`Job`] runs the whole recipe (fold, calibrate, choose and tune, insert Q/DQ, report), as
+//! `trt-calib quantize` and `trt-build` do; its documentation has an example that runs. The
+//! pieces it is made of can be used alone:
+//!
 //! ```no_run
-//! use calib::{Calibrator, Method, Model, Profile, ShapeRange, Source, report};
+//! use calib::{Calibrator, Method, Model, Prepared, Profile, ShapeRange, Source, report};
 //!
 //! let model = Model::load("decoder.onnx")?;
+//! // The form Q/DQ goes into (opset 13), made once and used by every step.
+//! let prepared = Prepared::new(&model);
 //! let profile = Profile::new().input("x", ShapeRange::new([1, 3, 64, 64], [4, 3, 128, 128], [8, 3, 256, 256]));
 //! let (data, held_out) = Source::Path("samples/".into()).split(5)?;
-//! let calibration = Calibrator::new(&model).method(Method::Entropy).profile(profile).exclude("head").run(&data)?;
-//! let int8 = calibration.apply(&model)?;
+//! let calibration = Calibrator::prepared(&prepared).method(Method::Entropy).profile(profile).exclude("head").run(&data)?;
+//! let int8 = calibration.apply(&prepared)?;
 //! int8.save("decoder.int8.onnx", calib::WeightStorage::Auto)?;
 //! println!("{}", report::compare(&model, &int8, &held_out)?.table());
 //! # Ok::<(), calib::Error>(())
 //! ```
-//!
+
 //! # Pieces
 //!
 //! - [`model`], [`check`], [`infer`]: re-exported from `trt-cpu` (ONNX read/write and checks,
 //!   CPU inference), which the runtime's CPU fallback shares.
 //! - [`opset`]: opset 11/12 raised to 13 for per-channel Q/DQ; [`fold`]: `If` nodes decided by
 //!   the declared shapes (or by constant inputs) replaced by their branch.
+//! - [`job`]: the recipe; [`prepared`]: the model form Q/DQ goes into.
 //! - [`tune`]: [`Method::Auto`]'s choice and accuracy targets (sensitive nodes kept in float).
 //! - [`data`]: samples (one tensor per input) from `<sample>/<input>.npy` directories, `.npz`
 //!   files or code; every sample is checked (names, element types, ranks, fixed dims, profile
@@ -60,14 +67,17 @@ pub mod calibrate;
 pub use trt_cpu::check;
 pub mod data;
 mod error;
+mod fingerprint;
 pub mod fold;
 pub mod fp16;
+pub mod job;
 pub use trt_cpu::infer;
 pub use trt_cpu::model;
 mod npy;
 pub use npy::MAX_ARRAY_BYTES;
 pub mod observer;
 pub mod opset;
+pub mod prepared;
 pub mod profile;
 pub mod qdq;
 pub mod report;
@@ -76,7 +86,9 @@ pub mod tune;
 pub use calibrate::{Calibration, Calibrator, Progress};
 pub use data::{HostTensor, Sample, Source, TensorData};
 pub use error::{Error, Result};
+pub use job::{Job, Quantized};
 pub use observer::Method;
+pub use prepared::Prepared;
 pub use profile::{Profile, ShapeRange};
 pub use qdq::{Exclusions, Placement};
 pub use report::Report;

@@ -27,7 +27,7 @@ use tract_onnx::pb;
 use crate::error::{Error, Result};
 use crate::model::{DType, Model, initializer_f32};
 use crate::observer::{quantize, scale_for};
-use crate::opset;
+use crate::prepared::Prepared;
 
 /// What to keep in float.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -89,6 +89,9 @@ pub struct Placement {
     /// then get one scale per tensor, and this says why.
     #[serde(default)]
     pub per_tensor_weights: Option<String>,
+    /// [`Prepared::form_id`] of the form whose node indices this placement uses.
+    #[serde(default)]
+    pub form: String,
 }
 
 impl Placement {
@@ -116,10 +119,11 @@ fn attr_i(node: &pb::NodeProto, name: &str) -> Option<i64> {
 ///
 /// [`Error::Model`] for weights that are not float32.
 ///
-/// Models below opset 13 are placed in their opset-13 form ([`opset::for_qdq`]); where that
-/// is impossible, weights are quantized per tensor and [`Placement::per_tensor_weights`] says
-/// why.
-pub fn place(model: &Model, exclusions: &Exclusions) -> Result<Placement> {
+/// Q/DQ is placed in the prepared form ([`Prepared::form`]: opset 13 where the model is
+/// older); where raising is impossible, weights are quantized per tensor and
+/// [`Placement::per_tensor_weights`] says why.
+pub fn place(prepared: &Prepared, exclusions: &Exclusions) -> Result<Placement> {
+    let model = prepared.form();
     // An exclusion that names nothing is a typo that would silently quantize the node.
     let mut unknown: Vec<&String> = exclusions
         .nodes
@@ -133,9 +137,9 @@ pub fn place(model: &Model, exclusions: &Exclusions) -> Result<Placement> {
             model.name()
         )));
     }
-    let (raised, per_tensor) = opset::for_qdq(model);
-    let mut placement = place_in(&raised, exclusions)?;
-    placement.per_tensor_weights = per_tensor;
+    let mut placement = place_in(model, exclusions)?;
+    placement.per_tensor_weights = prepared.per_tensor_weights().map(str::to_string);
+    placement.form = prepared.form_id().to_string();
     Ok(placement)
 }
 
@@ -283,6 +287,7 @@ fn place_in(model: &Model, exclusions: &Exclusions) -> Result<Placement> {
         shared,
         skipped,
         per_tensor_weights: None,
+        form: String::new(),
     })
 }
 
@@ -313,22 +318,34 @@ fn scalar(name: &str, elem: DType, raw: Vec<u8>) -> pb::TensorProto {
     }
 }
 
-/// Inserts Q/DQ into a copy of `model`: activation scales come from `scales` (tensor name →
-/// scale), weight scales from the weights themselves.
+/// Inserts Q/DQ into a copy of the prepared form: activation scales come from `scales`
+/// (tensor name → scale), weight scales from the weights themselves.
 ///
 /// # Errors
 ///
-/// [`Error::Model`] when an activation point has no scale or a weight is not float32.
+/// [`Error::Options`] when `placement` was made for another form; [`Error::Model`] when an
+/// activation point has no scale or a weight is not float32.
 pub fn insert(
-    model: &Model,
+    prepared: &Prepared,
     placement: &Placement,
     scales: &BTreeMap<String, f32>,
 ) -> Result<Model> {
-    // The placement's node indices refer to the opset-13 form when the model has one.
-    // One copy of the weights: the raised form when one was made, else a clone.
-    let (raised, _) = opset::for_qdq(model);
+    // The placement's node indices refer to one form of one model.
+    if placement.form != prepared.form_id() {
+        return Err(Error::options(format!(
+            "the Q/DQ placement was made for another model (form {}) than {} (form {}); place and insert with the same `Prepared`",
+            if placement.form.is_empty() {
+                "unknown"
+            } else {
+                &placement.form
+            },
+            prepared.original().name(),
+            prepared.form_id()
+        )));
+    }
     let per_tensor = placement.per_tensor_weights.is_some();
-    let mut out = raised.into_owned();
+    // Shares the form's protobuf until the first change, which copies it once.
+    let mut out = prepared.form().clone();
     let name = out.name().to_string();
     let graph = out.graph_mut();
     let mut taken: HashSet<String> = graph

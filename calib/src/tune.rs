@@ -37,6 +37,7 @@ use crate::error::{Error, Result};
 use crate::infer::{CpuModel, to_f32};
 use crate::model::Model;
 use crate::observer::Method;
+use crate::prepared::Prepared;
 use crate::qdq::{self, Exclusions};
 
 /// A metric over (FP32 outputs, INT8 outputs), each output's values concatenated over the
@@ -241,7 +242,7 @@ impl Default for TuneOptions {
 }
 
 struct Evaluator<'a> {
-    model: &'a Model,
+    model: &'a Prepared,
     samples: Vec<Sample>,
     reference: Vec<Vec<f32>>,
     metric: Target,
@@ -278,7 +279,7 @@ impl Evaluator<'_> {
 /// [`Error::Options`] without held-out samples; [`Error::Model`] naming the table when the
 /// target cannot be met within `max_float_share`; errors of inference and Q/DQ insertion.
 pub fn tune(
-    model: &Model,
+    model: &Prepared,
     calibration: &Calibration,
     exclusions: &Exclusions,
     held_out: &Source,
@@ -286,7 +287,7 @@ pub fn tune(
     progress: &dyn Fn(&str),
 ) -> Result<(Calibration, Tuning)> {
     let start = Instant::now();
-    let inputs = model.inputs()?;
+    let inputs = model.original().inputs()?;
     let refs = match held_out.list() {
         Err(Error::EmptySource { .. }) => Vec::new(),
         other => other?,
@@ -303,7 +304,7 @@ pub fn tune(
     let metric = options.target.clone().unwrap_or(Target::MinCosine(0.0));
     let mut ev = Evaluator {
         model,
-        reference: Evaluator::outputs(model, &samples)?,
+        reference: Evaluator::outputs(model.original(), &samples)?,
         samples,
         metric,
         evaluations: 0,
@@ -397,7 +398,7 @@ pub fn tune(
     };
     if let Some((threshold, allowed)) = missed {
         return Err(Error::model(
-            model.name(),
+            model.original().name(),
             format!(
                 "the accuracy target {} >= {threshold} is not met with at most {allowed} of {} quantized nodes ({:.0}%) in float:\n{}",
                 tuning.metric,
@@ -419,10 +420,9 @@ fn with_thresholds(calibration: &Calibration, amax: &BTreeMap<String, f32>) -> C
 }
 
 /// Named nodes that Q/DQ feeds (the points the search can keep in float), with their types.
-fn quantized_nodes(model: &Model, calibration: &Calibration) -> Vec<(String, String)> {
-    let g = model.graph();
-    let (raised, _) = crate::opset::for_qdq(model);
-    let nodes = &raised.graph().node;
+fn quantized_nodes(model: &Prepared, calibration: &Calibration) -> Vec<(String, String)> {
+    let g = model.original().graph();
+    let nodes = &model.form().graph().node;
     let mut out: Vec<(String, String)> = calibration
         .placement
         .activations

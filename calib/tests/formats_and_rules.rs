@@ -170,7 +170,7 @@ fn rules_model() -> Model {
 #[test]
 fn gemv_is_skipped_gemm_axes_follow_the_layout_and_concat_inputs_share_a_scale() {
     let model = rules_model();
-    let p = calib::qdq::place(&model, &Exclusions::default()).unwrap();
+    let p = calib::qdq::place(&calib::Prepared::new(&model), &Exclusions::default()).unwrap();
     assert!(
         p.skipped
             .iter()
@@ -223,7 +223,7 @@ fn gemv_is_skipped_gemm_axes_follow_the_layout_and_concat_inputs_share_a_scale()
         c.scales["img"], c.scales["rb"],
         "Concat inputs share one scale"
     );
-    let q = c.apply(&model).unwrap();
+    let q = c.apply(&calib::Prepared::new(&model)).unwrap();
     assert!(
         q.graph()
             .node
@@ -241,7 +241,7 @@ fn opset_11_is_raised_to_13_with_the_same_numbers_and_per_channel_weights() {
         .run(&Source::Memory(samples.clone()))
         .unwrap();
     assert!(c.placement.per_tensor_weights.is_none());
-    let q = c.apply(&model).unwrap();
+    let q = c.apply(&calib::Prepared::new(&model)).unwrap();
     assert_eq!(q.opset(), 13);
     let dq = q
         .graph()
@@ -279,7 +279,8 @@ fn opset_11_is_raised_to_13_with_the_same_numbers_and_per_channel_weights() {
 #[test]
 fn a_model_that_cannot_be_raised_gets_per_tensor_weight_scales_and_a_warning() {
     let model = test_support::synth::opset11_model(Some("Scatter"));
-    let placement = calib::qdq::place(&model, &Exclusions::default()).unwrap();
+    let placement =
+        calib::qdq::place(&calib::Prepared::new(&model), &Exclusions::default()).unwrap();
     let why = placement.per_tensor_weights.clone().expect("fallback");
     assert!(
         why.contains("'old_op' (Scatter)") && why.contains("opset 11"),
@@ -290,7 +291,7 @@ fn a_model_that_cannot_be_raised_gets_per_tensor_weight_scales_and_a_warning() {
         .into_iter()
         .map(|t| (t, 0.05f32))
         .collect();
-    let q = calib::qdq::insert(&model, &placement, &scales).unwrap();
+    let q = calib::qdq::insert(&calib::Prepared::new(&model), &placement, &scales).unwrap();
     assert_eq!(q.opset(), 11);
     let dq = q
         .graph()
@@ -315,7 +316,12 @@ fn class_score_outputs_get_top1_agreement() {
     let c = Calibrator::new(&model)
         .run(&Source::Memory(samples.clone()))
         .unwrap();
-    let r = calib::report::compare_samples(&model, &c.apply(&model).unwrap(), &samples).unwrap();
+    let r = calib::report::compare_samples(
+        &model,
+        &c.apply(&calib::Prepared::new(&model)).unwrap(),
+        &samples,
+    )
+    .unwrap();
     let top1 = r.outputs[0]
         .top1_agreement
         .expect("y is [N, 8]: class scores");

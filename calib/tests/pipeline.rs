@@ -19,7 +19,7 @@ fn samples() -> Vec<calib::Sample> {
 #[test]
 fn seed_decoder_placement_follows_the_rules() {
     let model = seed_decoder(1);
-    let placement = calib::qdq::place(&model, &Default::default()).unwrap();
+    let placement = calib::qdq::place(&calib::Prepared::new(&model), &Default::default()).unwrap();
     let acts = placement.activation_tensors();
     // Inputs of Conv/ConvTranspose, plus the residual input of the Add after conv2.
     assert_eq!(acts, vec!["conv1.act", "res.act", "scaled", "up1.act"]);
@@ -55,7 +55,8 @@ fn exclusions_keep_nodes_in_float() {
     let c = Calibrator::new(&model)
         .exclude("conv1")
         .exclude("ConvTranspose");
-    let placement = calib::qdq::place(&model, &c_exclusions(&model)).unwrap();
+    let placement =
+        calib::qdq::place(&calib::Prepared::new(&model), &c_exclusions(&model)).unwrap();
     drop(c);
     assert_eq!(placement.activation_tensors(), vec!["conv1.act", "up1.act"]);
     assert_eq!(placement.weights.len(), 1);
@@ -94,11 +95,11 @@ fn calibration_is_deterministic_and_accurate() {
     );
     assert_eq!(a.scales.len(), 4);
     assert!(a.warnings.is_empty(), "{:?}", a.warnings);
-    let qa = a.apply(&model).unwrap().to_bytes();
-    let qb = b.apply(&model).unwrap().to_bytes();
+    let qa = a.apply(&calib::Prepared::new(&model)).unwrap().to_bytes();
+    let qb = b.apply(&calib::Prepared::new(&model)).unwrap().to_bytes();
     assert_eq!(qa, qb, "the Q/DQ ONNX differs between runs");
 
-    let qdq = a.apply(&model).unwrap();
+    let qdq = a.apply(&calib::Prepared::new(&model)).unwrap();
     assert_eq!(
         qdq.graph()
             .node

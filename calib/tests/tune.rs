@@ -50,7 +50,7 @@ fn samples(n: usize, seed: u64, spread: impl Fn(&mut Rng) -> f32) -> Vec<Sample>
 }
 
 fn min_cosine(model: &Model, calibration: &calib::Calibration, held: &Source) -> f64 {
-    let q = calibration.apply(model).unwrap();
+    let q = calibration.apply(&calib::Prepared::new(model)).unwrap();
     report::compare(model, &q, held)
         .unwrap()
         .outputs
@@ -73,8 +73,15 @@ fn the_layer_made_sensitive_by_an_outlier_channel_is_kept_in_float() {
         target: Some(Target::MinCosine(0.999)),
         max_float_share: 0.5,
     };
-    let (tuned, tuning) =
-        tune(&model, &c, &Exclusions::default(), &held, &options, &|_| {}).unwrap();
+    let (tuned, tuning) = tune(
+        &calib::Prepared::new(&model),
+        &c,
+        &Exclusions::default(),
+        &held,
+        &options,
+        &|_| {},
+    )
+    .unwrap();
     assert!(before < 0.999, "the outlier must hurt: {before}");
     assert_eq!(tuning.steps.len(), 1, "{}", tuning.table());
     assert_eq!(tuning.steps[0].node, "mm2", "{}", tuning.table());
@@ -87,7 +94,7 @@ fn the_layer_made_sensitive_by_an_outlier_channel_is_kept_in_float() {
         "{after} vs {}",
         tuning.achieved
     );
-    let q = tuned.apply(&model).unwrap();
+    let q = tuned.apply(&calib::Prepared::new(&model)).unwrap();
     assert!(
         q.graph()
             .node
@@ -97,7 +104,15 @@ fn the_layer_made_sensitive_by_an_outlier_channel_is_kept_in_float() {
     );
     assert!(tuning.table().contains("mm2"));
     // Same inputs, same choices.
-    let (_, again) = tune(&model, &c, &Exclusions::default(), &held, &options, &|_| {}).unwrap();
+    let (_, again) = tune(
+        &calib::Prepared::new(&model),
+        &c,
+        &Exclusions::default(),
+        &held,
+        &options,
+        &|_| {},
+    )
+    .unwrap();
     assert_eq!(again.steps, tuning.steps);
 }
 
@@ -113,7 +128,7 @@ fn auto_equals_the_best_fixed_method(
         .run(&data)
         .unwrap();
     let (tuned, tuning) = tune(
-        model,
+        &calib::Prepared::new(model),
         &auto,
         &Exclusions::default(),
         &held,
@@ -178,16 +193,23 @@ fn a_target_that_cannot_be_met_fails_with_the_table() {
         target: Some(Target::MinCosine(0.999)),
         max_float_share: 0.0,
     };
-    let e = tune(&model, &c, &Exclusions::default(), &held, &options, &|_| {})
-        .unwrap_err()
-        .to_string();
+    let e = tune(
+        &calib::Prepared::new(&model),
+        &c,
+        &Exclusions::default(),
+        &held,
+        &options,
+        &|_| {},
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("min cosine >= 0.999 is not met") && e.contains("at most 0 of 2"),
         "{e}"
     );
     // Without held-out samples there is nothing to measure.
     let e = tune(
-        &model,
+        &calib::Prepared::new(&model),
         &c,
         &Exclusions::default(),
         &Source::Memory(vec![]),

@@ -1,5 +1,7 @@
-// The seed scenario's deterministic data, shared by `build.rs` (which includes this file)
-// and the application.
+// The seed scenario's constants, shared by `build.rs` (which includes this file), the
+// application, and the data step that writes the example's data
+// (`cargo run -p test-support --bin example-data -- example-app/data`, run by
+// `cargo xtask example`).
 
 /// Seed of the decoder's weights.
 pub(crate) const MODEL_SEED: u64 = 2024;
@@ -25,3 +27,12 @@ pub(crate) const CALIBRATION_SHAPES: &[(usize, usize, usize)] = &[
 
 /// Profile bounds as `(min, opt, max)` of `(N, h = w)`.
 pub(crate) const PROFILE: [(usize, usize); 3] = [(1, 4), (2, 8), (4, 16)];
+
+/// Seed of the demonstration runs' inputs.
+pub(crate) const RUN_SEED: u64 = 1234;
+/// Shapes `(N, h, w)` of the demonstration runs (inside the profile, not calibration shapes).
+pub(crate) const RUNS: &[(usize, usize, usize)] = &[(1, 5, 7), (2, 8, 8), (4, 16, 12)];
+/// Latent channels of the decoder.
+pub(crate) const LATENT_CHANNELS: i64 = 8;
+/// Upsampling of the decoder (latent `h×w` → image `4h×4w` before cropping).
+pub(crate) const UPSAMPLE: i64 = 4;

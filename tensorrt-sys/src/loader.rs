@@ -56,13 +56,17 @@ fn env(name: &str) -> Option<OsString> {
 /// Where to look for the libraries, in order.
 #[derive(Debug, Clone, Default)]
 pub struct SearchPath {
+    /// The inference library's file, when named explicitly (`TENSORRT_DYLIB_PATH`).
+    file: Option<PathBuf>,
     dirs: Vec<PathBuf>,
     system: bool,
 }
 
 impl SearchPath {
     /// The default order: `TENSORRT_LIB_DIR`, `TENSORRT_ROOT/lib`, the library folder known at
-    /// build time, then the system search path.
+    /// build time, then the system search path. `TENSORRT_DYLIB_PATH` (like ort's
+    /// `ORT_DYLIB_PATH`) names the inference library's file itself and overrides all of them
+    /// for it ([`SearchPath::library_file`]).
     pub fn from_env() -> Self {
         let mut dirs = Vec::new();
         if let Some(dir) = env("TENSORRT_LIB_DIR") {
@@ -76,12 +80,24 @@ impl SearchPath {
             dirs.push(PathBuf::from(build_dir));
         }
         dirs.dedup();
-        Self { dirs, system: true }
+        Self {
+            file: env("TENSORRT_DYLIB_PATH").map(PathBuf::from),
+            dirs,
+            system: true,
+        }
+    }
+
+    /// Opens the inference library from exactly this file (nothing else is tried for it); the
+    /// ONNX parser library is looked for in the same folder first, then in the search path.
+    pub fn library_file(mut self, file: impl Into<PathBuf>) -> Self {
+        self.file = Some(file.into());
+        self
     }
 
     /// Only the given folders, not the system search path.
     pub fn dirs(dirs: impl IntoIterator<Item = impl Into<PathBuf>>) -> Self {
         Self {
+            file: None,
             dirs: dirs.into_iter().map(Into::into).collect(),
             system: false,
         }
@@ -93,9 +109,26 @@ impl SearchPath {
         self
     }
 
-    /// Every candidate path for `file`, in order.
+    /// Every candidate path of the inference library, in order.
+    fn library_candidates(&self, name: &str) -> Vec<PathBuf> {
+        match &self.file {
+            Some(file) => vec![file.clone()],
+            None => self.candidates(name),
+        }
+    }
+
+    /// Every candidate path for `file`, in order: next to an explicit library file, then the
+    /// folders, then the system search path.
     fn candidates(&self, file: &str) -> Vec<PathBuf> {
-        let mut out: Vec<PathBuf> = self.dirs.iter().map(|d| d.join(file)).collect();
+        let beside = self
+            .file
+            .as_ref()
+            .and_then(|f| f.parent())
+            .map(|d| d.join(file));
+        let mut out: Vec<PathBuf> = beside
+            .into_iter()
+            .chain(self.dirs.iter().map(|d| d.join(file)))
+            .collect();
         if self.system {
             out.push(PathBuf::from(file));
         }
@@ -187,7 +220,7 @@ impl Library {
         let expected = header_version();
         let (infer_name, parser_name) = flavor.library_names(expected / 10000);
 
-        let (infer, infer_path) = open_first(&search.candidates(&infer_name), &infer_name)?;
+        let (infer, infer_path) = open_first(&search.library_candidates(&infer_name), &infer_name)?;
         // SAFETY: `getInferLibVersion` has the signature `int32_t(void)` in every TensorRT
         // flavor and version this crate supports.
         let version =
@@ -284,7 +317,7 @@ fn open_first(candidates: &[PathBuf], name: &str) -> Result<(libloading::Library
     Err(Error::new(
         ErrorKind::LibraryNotFound,
         format!(
-            "could not open {name}; tried:\n{}\nset TENSORRT_LIB_DIR to the folder that holds it (in this repository: `cargo xtask setup`)",
+            "could not open {name}; tried:\n{}\nset TENSORRT_LIB_DIR to the folder that holds it, or TENSORRT_DYLIB_PATH to the file (in this repository: `cargo xtask setup`)",
             tried.join("\n")
         ),
     ))

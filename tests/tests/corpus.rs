@@ -6,6 +6,8 @@
 //! `--include-ignored`; `TRT_CORPUS_DIR` points at another corpus (e.g. `.trt/corpus/full`).
 //! A plain `cargo test` has no corpus, so the test is ignored there.
 
+#![allow(clippy::disallowed_methods)] // Tooling reads its own environment (see clippy.toml).
+
 use std::path::{Path, PathBuf};
 
 use calib::{Method, Profile, Source};

@@ -9,6 +9,8 @@
 //! `cargo xtask fuzz --minutes N` runs each target for N minutes (`TRT_FUZZ_SECONDS`), with a
 //! fresh seed per run unless `TRT_FUZZ_SEED` is set.
 
+#![allow(clippy::disallowed_methods)] // Tooling reads its own environment (see clippy.toml).
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -258,13 +260,17 @@ fn fuzz_onnx_reader_validation_and_qdq() {
             let _ = model.inputs();
             let _ = model.outputs();
             let _ = calib::opset::raise_to_13(&model);
-            if let Ok(placement) = calib::qdq::place(&model, &calib::Exclusions::default()) {
+            if let Ok(placement) =
+                calib::qdq::place(&calib::Prepared::new(&model), &calib::Exclusions::default())
+            {
                 let scales = placement
                     .activation_tensors()
                     .into_iter()
                     .map(|t| (t, 0.05))
                     .collect();
-                if let Ok(q) = calib::qdq::insert(&model, &placement, &scales) {
+                if let Ok(q) =
+                    calib::qdq::insert(&calib::Prepared::new(&model), &placement, &scales)
+                {
                     let _ = calib::fp16::convert(&q);
                 }
             }

@@ -82,6 +82,28 @@ fn the_runtime_pulls_in_no_calibration_tooling() {
     }
 }
 
+/// The example is an application: the runtime as its dependency, trt-build as its build
+/// dependency, and nothing of the workspace's tooling (its data comes from a data step, not from
+/// code it links). Calibration reaches it only inside trt-build.
+#[test]
+fn the_example_depends_only_on_what_an_application_would() {
+    let direct = packages("example-app", &["-e", "build", "--depth", "1"]);
+    let names: BTreeSet<&str> = direct
+        .iter()
+        .map(|p| p.split(' ').next().unwrap())
+        .collect();
+    let expected: BTreeSet<&str> = [
+        "example-app",
+        "trt-runtime",
+        "trt-build",
+        "ndarray",
+        "ndarray-npy",
+        "env_logger",
+    ]
+    .into();
+    assert_eq!(names, expected, "{direct:?}");
+}
+
 #[test]
 fn no_source_file_is_over_600_lines() {
     let mut long = Vec::new();

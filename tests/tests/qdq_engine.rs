@@ -71,7 +71,10 @@ fn calibrated_seed_decoder_builds_an_int8_engine() {
     ];
     let (model, calibration) =
         calibrated(&profiles, &[(1, 4, 4), (2, 8, 8), (4, 16, 16), (3, 12, 10)]);
-    let (size, errors) = build(&calibration.apply(&model).unwrap(), &profiles);
+    let (size, errors) = build(
+        &calibration.apply(&calib::Prepared::new(&model)).unwrap(),
+        &profiles,
+    );
     assert!(size > 1000);
     assert!(errors.is_empty(), "TensorRT reported errors: {errors:?}");
 }
@@ -82,7 +85,7 @@ fn calibrated_seed_decoder_builds_an_int8_engine() {
 fn fp16_converted_qdq_model_builds() {
     let profiles = [seed_profile([1, 1, 2], [4, 8, 8], 2)];
     let (model, calibration) = calibrated(&profiles, &[(1, 4, 4), (2, 8, 8)]);
-    let half = calib::fp16::convert(&calibration.apply(&model).unwrap());
+    let half = calib::fp16::convert(&calibration.apply(&calib::Prepared::new(&model)).unwrap());
     let (size, errors) = build(&half, &profiles);
     assert!(size > 1000);
     assert!(errors.is_empty(), "TensorRT reported errors: {errors:?}");

@@ -252,6 +252,34 @@ fn missing_library_lists_every_path_tried() {
     );
 }
 
+/// `TENSORRT_DYLIB_PATH`'s override: the inference library from exactly that file (its parser
+/// found beside it, not in the search path), and a file that does not exist is named in the
+/// error without trying anything else.
+#[test]
+fn an_explicit_library_file_is_the_only_candidate() {
+    let real = library();
+    let empty = tempfile::tempdir().unwrap();
+    let lib = Library::open(&SearchPath::dirs([empty.path()]).library_file(real.path())).unwrap();
+    assert_eq!(lib.path(), real.path());
+    assert_eq!(lib.version(), tensorrt_sys::header_version());
+    assert_eq!(
+        lib.parser_path().and_then(|p| p.parent()),
+        real.path().parent(),
+        "the parser is looked for beside the named library first"
+    );
+
+    let missing = empty.path().join("libnothing.so");
+    let e = Library::open(&SearchPath::from_env().library_file(&missing)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::LibraryNotFound);
+    assert!(e.message().contains(&missing.display().to_string()), "{e}");
+    assert_eq!(
+        e.message().matches("\n  ").count(),
+        1,
+        "only the named file is tried: {e}"
+    );
+    assert!(e.message().contains("TENSORRT_DYLIB_PATH"), "{e}");
+}
+
 /// A stand-in library with the right file name and entry points but another version, built
 /// here with the system C compiler.
 #[test]

@@ -10,7 +10,7 @@ use trt_cache::{Entry, ErrorKind, LocalCache, StoredEntry};
 #[cfg(feature = "remote-cache")]
 use trt_cache::{Mode, Published, Remote};
 
-use crate::cargo::Cargo;
+use crate::cargo::CargoOutput;
 use crate::error::Error;
 #[cfg(feature = "remote-cache")]
 use crate::error::Kind;
@@ -46,7 +46,7 @@ impl RemoteTier {
     /// A configured remote is ignored with one warning: the cache never fails a build.
     pub(crate) fn open(
         config: Option<trt_cache::RemoteConfig>,
-        cargo: &Cargo,
+        cargo: &CargoOutput,
     ) -> Result<Option<RemoteTier>, Error> {
         if let Some(c) = config {
             cargo.warning(&format!(
@@ -67,7 +67,7 @@ impl RemoteTier {
     /// Opens the configured remote (no network traffic yet).
     pub(crate) fn open(
         config: Option<trt_cache::RemoteConfig>,
-        _cargo: &Cargo,
+        _cargo: &CargoOutput,
     ) -> Result<Option<RemoteTier>, Error> {
         config
             .map(|c| {
@@ -95,9 +95,9 @@ impl RemoteTier {
     }
 
     /// The first failure of the build becomes one warning; later ones are only logged.
-    fn warn_once(&self, cargo: &Cargo, model: &str, e: &trt_cache::Error, log: &mut String) {
+    fn warn_once(&self, cargo: &CargoOutput, model: &str, e: &trt_cache::Error) {
         if self.warned.swap(true, Ordering::Relaxed) {
-            log.push_str(&format!("{model}: remote cache skipped: {e}\n"));
+            cargo.log(&format!("{model}: remote cache skipped: {e}"));
             return;
         }
         let line = format!(
@@ -109,7 +109,6 @@ impl RemoteTier {
             }
         );
         cargo.warning(&line);
-        log.push_str(&format!("warning: {line}\n"));
     }
 }
 
@@ -131,16 +130,12 @@ pub(crate) struct Found {
 impl Tiers<'_> {
     /// Local → remote → prebuilt. `Ok(None)`: build it. In `require` mode a remote miss or
     /// failure is an error naming the key, the remote and the cause.
-    #[cfg_attr(
-        not(feature = "remote-cache"),
-        allow(unused_variables, clippy::ptr_arg)
-    )]
+    #[cfg_attr(not(feature = "remote-cache"), allow(unused_variables))]
     pub(crate) fn lookup(
         &self,
         model: &str,
         key: &str,
-        cargo: &Cargo,
-        log: &mut String,
+        cargo: &CargoOutput,
     ) -> Result<Option<Found>, Error> {
         match self.local.lookup(key, true) {
             Ok(Some(entry)) => {
@@ -177,7 +172,7 @@ impl Tiers<'_> {
                         ),
                     ));
                 }
-                Ok(None) => log.push_str(&format!("{model}: remote miss for {key}\n")),
+                Ok(None) => cargo.log(&format!("{model}: remote miss for {key}")),
                 Err(e) if tier.required() => {
                     return Err(Error::new(
                         Kind::Missing,
@@ -190,7 +185,7 @@ impl Tiers<'_> {
                 Err(e) if e.kind() == ErrorKind::Corrupt => cargo.warning(&format!(
                     "trt-build: {model}: remote cache entry failed verification and is rebuilt: {e}"
                 )),
-                Err(e) => tier.warn_once(cargo, model, &e, log),
+                Err(e) => tier.warn_once(cargo, model, &e),
             }
         }
         if let Some(prebuilt) = &self.prebuilt
@@ -207,16 +202,12 @@ impl Tiers<'_> {
 
     /// Publishes what was built here (or adopts the entry another machine published first,
     /// so every machine embeds the same bytes) and stores it locally.
-    #[cfg_attr(
-        not(feature = "remote-cache"),
-        allow(unused_variables, clippy::ptr_arg)
-    )]
+    #[cfg_attr(not(feature = "remote-cache"), allow(unused_variables))]
     pub(crate) fn publish_and_store(
         &self,
         model: &str,
         built: Entry,
-        cargo: &Cargo,
-        log: &mut String,
+        cargo: &CargoOutput,
     ) -> Result<Found, Error> {
         #[cfg(not(feature = "remote-cache"))]
         let (entry, note) = (built, "built".to_string());
@@ -237,7 +228,7 @@ impl Tiers<'_> {
                 ),
                 Ok(Published::ReadOnly) => (built, "built (remote cache is read-only)".into()),
                 Err(e) => {
-                    tier.warn_once(cargo, model, &e, log);
+                    tier.warn_once(cargo, model, &e);
                     (built, "built (not uploaded)".into())
                 }
             },

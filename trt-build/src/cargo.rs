@@ -1,24 +1,26 @@
-//! The build script's side of Cargo: every instruction it prints (`cargo::warning`,
-//! `rerun-if-…`) and every environment variable it reads goes
-//! through here.
+//! The build script's side of Cargo (like `cc`'s `CargoOutput`): every instruction it prints
+//! (`cargo::warning`, `rerun-if-…`), every environment variable it reads and every line of the
+//! build log (`OUT_DIR/trt-build.log`) goes through here.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::path::Path;
 use std::sync::Mutex;
 
-/// Cargo instructions (when enabled) and the set of warnings already printed.
+/// Cargo instructions (when enabled), the warnings already printed and the build log.
 #[derive(Debug)]
-pub(crate) struct Cargo {
+pub(crate) struct CargoOutput {
     enabled: bool,
     warned: Mutex<BTreeSet<String>>,
+    log: Mutex<String>,
 }
 
-impl Cargo {
+impl CargoOutput {
     pub(crate) fn new(enabled: bool) -> Self {
-        Cargo {
+        CargoOutput {
             enabled,
             warned: Mutex::default(),
+            log: Mutex::default(),
         }
     }
 
@@ -37,7 +39,7 @@ impl Cargo {
         }
     }
 
-    /// Prints a `cargo:warning`, once per distinct text.
+    /// Prints a `cargo:warning`, once per distinct text, and logs it.
     pub(crate) fn warning(&self, text: &str) {
         let line = text.replace('\n', " ");
         let fresh = self
@@ -51,6 +53,21 @@ impl Cargo {
             } else {
                 eprintln!("warning: {line}");
             }
+            self.log(&format!("warning: {line}"));
         }
+    }
+
+    /// Appends `text` (one or more lines) to the build log.
+    pub(crate) fn log(&self, text: &str) {
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        log.push_str(text);
+        if !text.ends_with('\n') {
+            log.push('\n');
+        }
+    }
+
+    /// The build log so far.
+    pub(crate) fn log_text(&self) -> String {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }

@@ -128,6 +128,7 @@ mod cargo;
 pub mod codegen;
 mod engine;
 mod error;
+mod key;
 mod pipeline;
 
 use std::path::PathBuf;
@@ -139,11 +140,11 @@ use error::Kind;
 pub use trt_cache::{Mode as RemoteCacheMode, RemoteConfig};
 use trt_manifest::Manifest;
 
-use crate::cargo::Cargo;
+use crate::cargo::CargoOutput;
 use crate::pipeline::default_cache_dir;
 
 /// Version of the cache-key recipe; bump when generated artifacts change meaning.
-const KEY_VERSION: &str = "trt-build/1";
+const KEY_VERSION: &str = "trt-build/2";
 
 /// INT8 calibration settings of a model.
 #[derive(Debug, Clone)]
@@ -492,7 +493,7 @@ impl Builder {
     ///
     /// The first failure, naming the model and the cause.
     pub fn try_build(&self) -> Result<Vec<BuiltModel>, Error> {
-        let cargo = Cargo::new(self.cargo_metadata);
+        let cargo = CargoOutput::new(self.cargo_metadata);
         let out_dir = match &self.out_dir {
             Some(d) => d.clone(),
             None => cargo.env("OUT_DIR").map(PathBuf::from).ok_or_else(|| {
@@ -559,19 +560,17 @@ impl Builder {
             }
         }
         let log_path = out_dir.join("trt-build.log");
-        let mut log = String::new();
+        let cx = pipeline::Context {
+            cargo: &cargo,
+            tiers: &tiers,
+            out_dir: &out_dir,
+            out_dir_is_cargo: self.out_dir.is_none(),
+        };
         let mut built = Vec::new();
         for m in &self.models {
-            built.push(self.build_model(
-                m,
-                &cargo,
-                &out_dir,
-                self.out_dir.is_none(),
-                &tiers,
-                &mut log,
-            )?);
+            built.push(self.build_model(m, &cx)?);
         }
-        artifacts::write_if_changed(&log_path, log.as_bytes())?;
+        artifacts::write_if_changed(&log_path, cargo.log_text().as_bytes())?;
         Ok(built)
     }
 }

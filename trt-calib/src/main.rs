@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
 
-use calib::{Calibrator, Method, Model, Profile, Source, WeightStorage, report};
+use calib::{Job, Method, Model, Profile, Source, WeightStorage};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -239,41 +239,14 @@ fn quantize(q: Quantize) -> Result<(), calib::Error> {
     } else {
         calib::fold::bind_inputs(&model, &bound)?
     };
-    let model = match calib::fold::fold_shape_ifs(&model, &profiles)? {
-        Some((folded, notes)) => {
-            for n in notes {
-                eprintln!("note: {n}");
-            }
-            folded
-        }
-        None => model,
+    let target = match (q.min_cosine, q.min_snr_db) {
+        (Some(c), _) => Some(calib::tune::Target::MinCosine(c)),
+        (None, Some(s)) => Some(calib::tune::Target::MinSnrDb(s)),
+        (None, None) => None,
     };
-    let source = Source::Path(q.data.clone());
-    let (calibration_source, held_out) = match (&q.report_data, q.hold_out_every) {
-        (Some(r), _) => {
-            let held = Source::Path(r.clone());
-            if held.list()?.is_empty() {
-                return Err(calib::Error::Options {
-                    message: format!("--report-data {} holds no sample", r.display()),
-                });
-            }
-            (source, Some(held))
-        }
-        (None, 0) => (source, None),
-        (None, n) => {
-            let (c, h) = source.split(n)?;
-            let some = h.list().is_ok_and(|l| !l.is_empty());
-            (c, some.then_some(h))
-        }
-    };
-    // Every held-out sample is checked before anything is computed or written.
-    let inputs = model.inputs()?;
-    if let Some(held) = &held_out {
-        for r in held.list()? {
-            held.load(&r, &inputs)?.validate(&inputs, &profiles)?;
-        }
+    if let Some(e) = &q.engine {
+        calib::infer::set_engine_choice(e.parse()?);
     }
-
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} samples ({elapsed})")
@@ -281,10 +254,14 @@ fn quantize(q: Quantize) -> Result<(), calib::Error> {
             .progress_chars("=> "),
     );
     let bar = Mutex::new(bar);
-    let mut calibrator = Calibrator::new(&model)
+    let mut job = Job::new(&model, Source::Path(q.data.clone()))
         .method(method)
         .bins(q.bins)
         .profiles(profiles)
+        .target(target)
+        .max_float_share(q.max_float_share)
+        .fp16(q.fp16)
+        .hold_out_every(q.hold_out_every)
         .on_progress(move |p| {
             let bar = bar.lock().unwrap_or_else(|e| e.into_inner());
             bar.set_length(p.total as u64);
@@ -292,92 +269,57 @@ fn quantize(q: Quantize) -> Result<(), calib::Error> {
             if p.done == p.total {
                 bar.finish();
             }
-        });
-    for e in &q.exclude {
-        calibrator = calibrator.exclude(e);
+        })
+        .on_tuning_step(|step| log::info!("{step}"));
+    if let Some(r) = &q.report_data {
+        job = job.held_out(Source::Path(r.clone()));
     }
-    if let Some(e) = &q.engine {
-        calib::infer::set_engine_choice(e.parse()?);
+    for e in &q.exclude {
+        job = job.exclude(e);
     }
     if let Some(t) = q.threads {
-        calibrator = calibrator.threads(t);
+        job = job.threads(t);
     }
-    let calibration = match &q.calibration_cache {
-        Some(cache) => {
-            let (c, reused) = calibrator.run_cached(&calibration_source, cache)?;
-            if reused {
-                eprintln!("calibration unchanged: reused {}", cache.display());
-            }
-            c
-        }
-        None => calibrator.run(&calibration_source)?,
-    };
+    if let Some(cache) = &q.calibration_cache {
+        job = job.calibration_cache(cache);
+    }
+    // The job's inputs stay shared with `model` until it ends; then the float weights go.
+    drop(model);
+    let quantized = job.run()?;
+    for n in &quantized.notes {
+        eprintln!("note: {n}");
+    }
+    if quantized.reused
+        && let Some(cache) = &q.calibration_cache
+    {
+        eprintln!("calibration unchanged: reused {}", cache.display());
+    }
+    let calibration = &quantized.calibration;
     for w in &calibration.warnings {
         eprintln!("warning: {w}");
     }
-    let target = match (q.min_cosine, q.min_snr_db) {
-        (Some(c), _) => Some(calib::tune::Target::MinCosine(c)),
-        (None, Some(s)) => Some(calib::tune::Target::MinSnrDb(s)),
-        (None, None) => None,
-    };
-    let calibration = match &held_out {
-        Some(held) if calibration.method == Method::Auto || target.is_some() => {
-            let mut exclusions = calib::Exclusions::default();
-            for e in &q.exclude {
-                exclusions.add(&model, e);
-            }
-            let options = calib::tune::TuneOptions {
-                target,
-                max_float_share: q.max_float_share,
-            };
-            let (c, tuning) =
-                calib::tune::tune(&model, &calibration, &exclusions, held, &options, &|step| {
-                    log::info!("{step}")
-                })?;
-            println!("{}", tuning.table());
-            c
-        }
-        None if target.is_some() => {
-            return Err(calib::Error::Options {
-                message:
-                    "an accuracy target needs held-out samples (--report-data or --hold-out-every)"
-                        .into(),
-            });
-        }
-        _ => calibration,
-    };
-    let mut qdq = calibration.apply(&model)?;
-    if q.fp16 {
-        qdq = calib::fp16::convert(&qdq);
+    if let Some(tuning) = &quantized.tuning {
+        println!("{}", tuning.table());
     }
-    let report = match &held_out {
-        Some(held) => Some(report::compare(&model, &qdq, held)?),
-        None => None,
-    };
     // Everything checked: now the outputs, each written atomically.
     let storage = q
         .external_data_threshold
         .map_or(WeightStorage::Auto, |threshold| WeightStorage::External {
             threshold,
         });
-    // What TensorRT parses: no placeholder dim names (`?`) that it would read as one symbol.
-    qdq.clear_placeholder_dims();
-    // The float model's weights are not needed any more: free them before the Q/DQ model is
-    // serialized (peak memory is model + Q/DQ model + its bytes otherwise).
-    drop(model);
-    qdq.save(&q.out, storage)?;
+    quantized.model.save(&q.out, storage)?;
     println!(
         "wrote {} ({} activations, {} weights quantized, {} calibration samples, {})",
         q.out.display(),
         calibration.placement.activations.len(),
         calibration.placement.weights.len(),
         calibration.samples,
-        calibration.method.name()
+        quantized.method_name()
     );
     for (node, why) in &calibration.placement.skipped {
         println!("kept in float: {node} ({why})");
     }
-    let Some(report) = report else {
+    let Some(report) = &quantized.report else {
         println!("no held-out sample: no accuracy report");
         return Ok(());
     };

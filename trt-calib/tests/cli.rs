@@ -255,3 +255,44 @@ fn fp16_output_keeps_io_types_and_is_measured() {
             .any(|t| t.data_type == calib::DType::F16.to_onnx())
     );
 }
+
+/// The recipe lives once (`calib::Job`): the command line and a build script given the same
+/// model, data and options write the same Q/DQ ONNX, byte for byte, and agree on the method
+/// Auto chose.
+#[test]
+fn command_line_and_build_script_write_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d);
+    let (ok, out) = quantize(d, &["--method", "auto", "--hold-out-every", "3"]);
+    assert!(ok, "{out}");
+    let from_cli = std::fs::read(d.join("seed.int8.onnx")).unwrap();
+
+    let mut profile = calib::Profile::new();
+    for spec in common::PROFILE.iter().skip(1).step_by(2) {
+        profile = profile.parse_input(spec).unwrap();
+    }
+    let mut b = trt_build::Builder::new();
+    b.cargo_metadata(false)
+        .out_dir(d.join("out"))
+        .cache_dir(d.join("cache"))
+        .optimization_level(0);
+    b.model("seed", d.join("seed.onnx")).profile(profile).int8(
+        trt_build::Int8::from_path(d.join("data"))
+            .method(trt_build::Method::Auto)
+            .hold_out_every(3),
+    );
+    let built = b.try_build().unwrap().remove(0);
+    let from_build = std::fs::read(built.entry.join("model.onnx")).unwrap();
+    assert!(
+        from_cli == from_build,
+        "the CLI's Q/DQ model ({} bytes) differs from the build script's ({} bytes)",
+        from_cli.len(),
+        from_build.len()
+    );
+    let chosen = &built.manifest.calibration.as_ref().unwrap().method;
+    assert!(
+        out.contains(&format!("samples, {chosen})")),
+        "the CLI reports another method than the build's {chosen}:\n{out}"
+    );
+}

@@ -50,11 +50,11 @@ pub fn engine_choice() -> Result<EngineChoice> {
         1 => Ok(EngineChoice::Auto),
         2 => Ok(EngineChoice::Tract),
         3 => Ok(EngineChoice::OnnxRuntime),
-        _ => match std::env::var("TRT_CALIB_ENGINE") {
-            Ok(v) if !v.is_empty() => v.parse().map_err(|e| Error::Options {
+        _ => match crate::env("TRT_CALIB_ENGINE") {
+            Some(v) => v.to_string_lossy().parse().map_err(|e| Error::Options {
                 message: format!("TRT_CALIB_ENGINE: {e}"),
             }),
-            _ => Ok(EngineChoice::Auto),
+            None => Ok(EngineChoice::Auto),
         },
     }
 }

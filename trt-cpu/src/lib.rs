@@ -31,3 +31,12 @@ pub use infer::{CpuModel, EngineChoice, ShapeSignature, engine_choice, set_engin
 pub use model::{DType, Dim, Model, TensorInfo, WeightStorage, write_atomic};
 pub use tract_onnx::pb;
 pub use tract_onnx::prelude::{Datum, Tensor};
+
+/// The crate's one reader of environment variables (`TRT_CALIB_ENGINE`, `ORT_DYLIB_PATH`): the
+/// value, when set and not empty, logged at debug level.
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn env(name: &str) -> Option<std::ffi::OsString> {
+    let value = std::env::var_os(name).filter(|v| !v.is_empty());
+    log::debug!("{name}={value:?}");
+    value
+}

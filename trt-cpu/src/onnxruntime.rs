@@ -25,8 +25,7 @@ mod engine {
 
     /// The library `ORT_DYLIB_PATH` names, if it names a file.
     fn library_path() -> Result<std::path::PathBuf, String> {
-        #[allow(clippy::disallowed_methods)]
-        let path = std::env::var_os(DYLIB_VAR).ok_or_else(|| {
+        let path = crate::env(DYLIB_VAR).ok_or_else(|| {
             format!(
                 "{DYLIB_VAR} is not set (run `cargo xtask setup`, or point it at libonnxruntime.so)"
             )

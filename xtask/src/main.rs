@@ -11,13 +11,15 @@
 //!   `.trt/corpus/full` (or the small CI slice, `.trt/corpus/ci`).
 //! - `fuzz [--minutes N]`: the structure-aware fuzz targets of `tests/tests/fuzz.rs`, each for
 //!   N minutes (default 10) with a fresh seed; crashes are saved under `target/fuzz-crashes/`.
-//! - `example`: setup, then runs the example application (the README's main command).
+//! - `example`: setup, the example's data step (`example-app/data/`), then runs the example
+//!   application (the README's main command).
 //! - `setup-servers`: the storage servers of the remote-cache tests (see `servers.rs`).
 //! - `cache <list|verify|prune>`: inspects and trims a local or remote engine cache (see
 //!   `cache.rs`).
-//! - `test`: setup, setup-servers, the bindings staleness check, the TensorRT 11.4 compile check, `cargo
-//!   check` over the feature matrix, then `cargo test --workspace` (the README's test command,
-//!   run by `.ci/run`).
+//! - `test`: setup, setup-servers, the bindings staleness check, the TensorRT 11.4 compile check,
+//!   `cargo fmt --check`, the example's data step, `cargo clippy -D warnings` over every target
+//!   and the feature matrix, `cargo doc` with warnings denied, `cargo test --workspace`, then the
+//!   CI slice of the real-model corpus (the README's test command, run by `.ci/run`).
 //! - `bench corpus [MODEL ...]`: every real corpus model, ours against onnxruntime's
 //!   `quantize_static` (time, peak RSS, task metric, engine builds), `bench/corpus_bench.py`.
 //! - `bench engines [MODEL ...]`: calibration on tract and on onnxruntime side by side on
@@ -27,6 +29,8 @@
 //!   `bench/calibration.py`); results go to `target/bench-results.json`.
 //! - `bindgen [--check]`: regenerates `tensorrt-sys/src/bindings.rs` (or fails if stale); needs
 //!   the `bindgen` feature and libclang.
+
+#![allow(clippy::disallowed_methods)] // Tooling reads its own environment (see clippy.toml).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -386,7 +390,27 @@ fn copy_dir(from: &Path, to: &Path) -> Result {
     Ok(())
 }
 
+/// The example application's data step: the FP32 model, calibration samples and the runs'
+/// inputs with their FP32 outputs, into `example-app/data/` (what an application has on disk
+/// before `cargo build`; see `test-support/src/bin/example-data.rs`).
+fn example_data() -> Result {
+    let root = root();
+    run(cargo()
+        .current_dir(&root)
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "test-support",
+            "--bin",
+            "example-data",
+            "--",
+        ])
+        .arg(root.join("example-app").join("data")))
+}
+
 fn example(args: &[String]) -> Result {
+    example_data()?;
     run(cargo()
         .current_dir(root())
         .args(["run", "--package", "example-app", "--"])
@@ -439,23 +463,27 @@ fn test() -> Result {
             root.join("target").join("trt-11.4-check"),
         ))?;
 
-    // 3. The feature matrix compiles: the runtime without its CPU backend, the GPU suite.
-    run(cargo().current_dir(&root).args([
-        "check",
-        "--quiet",
-        "--package",
-        "trt-runtime",
-        "--no-default-features",
-    ]))?;
-    run(cargo().current_dir(&root).args([
-        "check",
-        "--quiet",
-        "--package",
-        "tests",
-        "--features",
-        "gpu-tests",
-        "--tests",
-    ]))?;
+    // 3. House style, before anything slow: formatting, then clippy with warnings as errors
+    //    over every target and the feature matrix (the runtime without its CPU backend, the GPU
+    //    suite), then the documentation with warnings as errors. Clippy's and rustdoc's builds
+    //    of the dependencies are the same check builds, made once.
+    run(cargo().current_dir(&root).args(["fmt", "--all", "--check"]))?;
+    example_data()?;
+    for args in [
+        &["--workspace", "--all-targets"][..],
+        &["--package", "trt-runtime", "--no-default-features"],
+        &["--package", "tests", "--features", "gpu-tests", "--tests"],
+    ] {
+        run(cargo()
+            .current_dir(&root)
+            .args(["clippy", "--quiet"])
+            .args(args)
+            .args(["--", "-D", "warnings"]))?;
+    }
+    run(cargo()
+        .current_dir(&root)
+        .args(["doc", "--quiet", "--workspace", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings"))?;
 
     // 4. The whole suite, against TensorRT-RTX 1.7, with the storage servers of the
     //    remote-cache tests required (a missing one fails instead of skipping).
