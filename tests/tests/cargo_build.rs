@@ -14,10 +14,14 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-fn cargo(dir: &Path, args: &[&str]) -> String {
+/// `cargo build` of the whole workspace with every target: the package and feature selection
+/// of `cargo test --workspace`, so every dependency is already compiled and only what the test
+/// changes is rebuilt (`-p seed-app-fixture` alone would resolve other features and compile
+/// the dependency tree again).
+fn cargo_build(dir: &Path) -> String {
+    let args = ["build", "--workspace", "--all-targets"];
     let out = Command::new(env!("CARGO"))
         .args(args)
-        .args(["-p", "seed-app-fixture"])
         .current_dir(workspace())
         .env("SEED_FIXTURE_DIR", dir)
         .env("TRT_BUILD_CACHE_DIR", dir.join("cache"))
@@ -56,13 +60,13 @@ fn fixture_crate_builds_reruns_only_when_inputs_change_and_runs() {
     // settle the fingerprints, as Cargo itself would on a fresh checkout.
     std::thread::sleep(std::time::Duration::from_millis(1100));
 
-    let first = cargo(d, &["build"]);
+    let first = cargo_build(d);
     assert!(first.contains(" s, built"), "{first}");
     let after_first = runs(d);
     assert!(after_first >= 1);
 
     // Nothing changed: no build-script run.
-    cargo(d, &["build"]);
+    cargo_build(d);
     assert_eq!(
         runs(d),
         after_first,
@@ -73,7 +77,7 @@ fn fixture_crate_builds_reruns_only_when_inputs_change_and_runs() {
     let main = workspace().join("tests/fixtures/seed-app/src/main.rs");
     let text = std::fs::read(&main).unwrap();
     std::fs::write(&main, &text).unwrap();
-    cargo(d, &["build"]);
+    cargo_build(d);
     assert_eq!(
         runs(d),
         after_first,
@@ -85,17 +89,26 @@ fn fixture_crate_builds_reruns_only_when_inputs_change_and_runs() {
     let file = d.join("calibration/s1/y_hat.npy");
     let bytes = std::fs::read(&file).unwrap();
     std::fs::write(&file, &bytes).unwrap();
-    let touched = cargo(d, &["build"]);
+    let touched = cargo_build(d);
     assert_eq!(
         runs(d),
         after_first + 1,
         "touching a calibration file must re-run the build script once"
     );
     assert!(touched.contains("local hit"), "{touched}");
-    cargo(d, &["build"]);
+    cargo_build(d);
     assert_eq!(runs(d), after_first + 1);
 
     // The application runs the embedded engine (CPU backend here, TensorRT on a supported GPU).
-    let run = cargo(d, &["run", "-q"]);
-    assert!(run.contains("x_hat [2, 3, 20, 22]"), "{run}");
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap();
+    let run = Command::new(target.join("debug").join("seed-app-fixture"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(text.contains("x_hat [2, 3, 20, 22]"), "{text}");
 }

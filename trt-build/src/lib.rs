@@ -492,6 +492,44 @@ impl Builder {
     /// # Errors
     ///
     /// The first failure, naming the model and the cause.
+    ///
+    /// # Example
+    ///
+    /// A two-input model calibrated to INT8 on samples made in code, outside a build script
+    /// (so no `cargo:` lines, and explicit folders); the second build is a cache hit:
+    ///
+    /// ```
+    /// use trt_build::{Builder, HostTensor, Int8, Method, Profile, Sample, ShapeRange};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let onnx = dir.path().join("two_inputs.onnx");
+    /// # test_support::synth::two_input_model().save(&onnx, calib::WeightStorage::Inline)?;
+    /// // x: [N, 3, H, W] and q: [N, 8] -> y: [N, 8]
+    /// let samples: Vec<Sample> = [1, 2, 4, 3, 1]
+    ///     .into_iter()
+    ///     .enumerate()
+    ///     .map(|(i, n)| {
+    ///         let x = (0..n * 3 * 16 * 16).map(|v| ((v + i) % 7) as f32 / 7.0).collect();
+    ///         Sample::new(format!("s{i}"))
+    ///             .with("x", HostTensor::f32(vec![n, 3, 16, 16], x))
+    ///             .with("q", HostTensor::f32(vec![n, 8], vec![0.5; n * 8]))
+    ///     })
+    ///     .collect();
+    /// let mut build = Builder::new();
+    /// build.cargo_metadata(false).out_dir(dir.path().join("out")).cache_dir(dir.path().join("cache"));
+    /// build
+    ///     .model("two_inputs", &onnx)
+    ///     .profile(
+    ///         Profile::new()
+    ///             .input("x", ShapeRange::new([1, 3, 16, 16], [2, 3, 16, 16], [4, 3, 16, 16]))
+    ///             .input("q", ShapeRange::new([1, 8], [2, 8], [4, 8])),
+    ///     )
+    ///     .int8(Int8::from_samples(samples).method(Method::MinMax));
+    /// let built = build.try_build()?.remove(0);
+    /// assert_eq!(built.manifest.precision, "int8");
+    /// assert!(built.engine_path.is_file()); // what `include_engine!` embeds
+    /// assert!(build.try_build()?.remove(0).cache_hit);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_build(&self) -> Result<Vec<BuiltModel>, Error> {
         let cargo = CargoOutput::new(self.cargo_metadata);
         let out_dir = match &self.out_dir {

@@ -125,6 +125,11 @@ impl RemoteConfig {
     /// The configuration the environment gives ([`ENV_VARS`]), read through `var` (so a build
     /// script can ask Cargo to watch each one); `Ok(None)` when `TRT_BUILD_REMOTE_CACHE` is
     /// unset.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) naming the variable for an invalid URL,
+    /// mode, time-out or credentials variable.
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, Error> {
         let Some(url) = var("TRT_BUILD_REMOTE_CACHE") else {
             return Ok(None);

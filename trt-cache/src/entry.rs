@@ -133,6 +133,11 @@ pub struct Entry {
 impl Entry {
     /// An entry of `files` under `key`. The engine and the manifest are required; names are
     /// plain file names.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Corrupt`](crate::ErrorKind::Corrupt) for an invalid key, a missing engine or
+    /// manifest, or a file name that is not a plain name.
     pub fn new(
         key: impl Into<String>,
         files: impl IntoIterator<Item = (String, Vec<u8>)>,
@@ -204,6 +209,10 @@ impl Entry {
     /// Reads an archive made by [`Entry::to_archive`] and verifies it against `key`: the
     /// index names this key, lists the engine and the manifest, and every file is present
     /// exactly once with its hash; links, directories, paths and unlisted files are refused.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Corrupt`](crate::ErrorKind::Corrupt) naming the key and what failed.
     pub fn from_archive(key: &str, archive: &[u8]) -> Result<Entry, Error> {
         check_key(key)?;
         let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();

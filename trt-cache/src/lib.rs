@@ -17,6 +17,9 @@
 //! `trt-build` looks up local → remote → prebuilt directory → build, and uploads what it
 //! built; `cargo xtask cache` lists, verifies and prunes either tier.
 
+// Every fallible public function says which errors it returns and when.
+#![warn(clippy::missing_errors_doc)]
+
 mod config;
 mod entry;
 mod error;

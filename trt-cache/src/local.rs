@@ -38,12 +38,21 @@ impl StoredEntry {
     }
 
     /// Reads one file.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`](crate::ErrorKind::Io) naming the file.
     pub fn read(&self, file: &str) -> Result<Vec<u8>, Error> {
         let p = self.path(file);
         std::fs::read(&p).map_err(|e| Error::io(p.display(), e))
     }
 
     /// Reads the whole entry into memory (to publish it).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`](crate::ErrorKind::Io) for an unreadable file,
+    /// [`ErrorKind::Corrupt`](crate::ErrorKind::Corrupt) for an index or hash that does not match.
     pub fn load(&self) -> Result<Entry, Error> {
         let index = EntryIndex::parse(&self.key, &self.read(INDEX)?)?;
         let files = index
@@ -80,6 +89,11 @@ impl LocalCache {
     /// Looks up `key` and verifies every file's hash. `Ok(None)`: no entry. A corrupt entry
     /// is an error of kind [`ErrorKind::Corrupt`]; with `quarantine` it is also removed so
     /// that the rebuilt one can take its place.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Corrupt`](crate::ErrorKind::Corrupt) for an invalid key or an entry that
+    /// fails verification, [`ErrorKind::Io`](crate::ErrorKind::Io) for an unreadable directory.
     pub fn lookup(&self, key: &str, quarantine: bool) -> Result<Option<StoredEntry>, Error> {
         entry::check_key(key)?;
         let dir = self.root.join(key);
@@ -101,12 +115,23 @@ impl LocalCache {
     }
 
     /// Verifies the entry `key` (every file against its index).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Corrupt`](crate::ErrorKind::Corrupt) naming the file that fails,
+    /// [`ErrorKind::Io`](crate::ErrorKind::Io) for an unreadable one.
     pub fn verify(&self, key: &str) -> Result<(), Error> {
         entry::check_key(key)?;
         verify_dir(&self.root.join(key), key)
     }
 
     /// Removes the entry `key` (renamed aside first, so a reader never sees half of it).
+    /// A missing entry is not an error.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Corrupt`](crate::ErrorKind::Corrupt) for an invalid key,
+    /// [`ErrorKind::Io`](crate::ErrorKind::Io) when renaming or deleting fails.
     pub fn remove(&self, key: &str) -> Result<(), Error> {
         entry::check_key(key)?;
         let dir = self.root.join(key);
@@ -122,6 +147,11 @@ impl LocalCache {
 
     /// Stores `entry` atomically. When another build stored the same key first, its entry is
     /// kept (after verification) and ours discarded.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`](crate::ErrorKind::Io) naming the file or directory that could not be
+    /// written or renamed.
     pub fn store(&self, entry: &Entry) -> Result<StoredEntry, Error> {
         let root = &self.root;
         let key = entry.key();
@@ -170,6 +200,11 @@ impl LocalCache {
 
     /// Every entry (directories named by a key), oldest first. Other files (calibration
     /// caches, temporary directories) are not entries.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`](crate::ErrorKind::Io) for an unreadable cache directory (a missing one
+    /// lists nothing).
     pub fn list(&self) -> Result<Vec<EntryInfo>, Error> {
         let read = match std::fs::read_dir(&self.root) {
             Ok(r) => r,

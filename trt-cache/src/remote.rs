@@ -198,6 +198,11 @@ fn classify(e: &opendal::Error) -> ErrorKind {
 
 impl Remote {
     /// Checks the configuration and prepares the client (no network traffic yet).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) for a URL, scheme or option the backend
+    /// does not accept.
     pub fn open(config: RemoteConfig) -> Result<Remote, Error> {
         // The HTTP client for S3 and WebDAV (first installation wins; idempotent).
         opendal::install_default();
@@ -273,6 +278,11 @@ impl Remote {
 
     /// Fetches and verifies entry `key`. `Ok(None)`: the remote does not have it. A corrupt
     /// object is an error of kind [`ErrorKind::Corrupt`].
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Corrupt`] as above; [`ErrorKind::Unavailable`] when the remote cannot be
+    /// reached, times out or fails; [`ErrorKind::Denied`] when it refuses the credentials.
     pub fn fetch(&self, key: &str) -> Result<Option<(Entry, Transfer)>, Error> {
         entry::check_key(key)?;
         let start = Instant::now();
@@ -298,6 +308,12 @@ impl Remote {
     /// Publishes `entry` unless the mode is read-only. The object appears whole or not at
     /// all; an existing valid entry is never replaced (the caller gets it instead), a corrupt
     /// one is.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Unavailable`] or [`ErrorKind::Denied`] when the upload fails;
+    /// [`ErrorKind::Corrupt`] is never returned for our own entry (a corrupt remote one is
+    /// replaced).
     pub fn publish(&self, entry: &Entry) -> Result<Published, Error> {
         if self.config.mode != Mode::ReadWrite {
             return Ok(Published::ReadOnly);
@@ -365,12 +381,22 @@ impl Remote {
     }
 
     /// Removes entry `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Corrupt`] for an invalid key; [`ErrorKind::Unavailable`] or
+    /// [`ErrorKind::Denied`] when the remote fails or refuses.
     pub fn remove(&self, key: &str) -> Result<(), Error> {
         entry::check_key(key)?;
         self.call("delete", Some(key), self.op.delete(&Self::object(key)))
     }
 
     /// Every entry on the remote (oldest first, where the backend tells the time).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Unsupported`] for a backend that cannot list keys (Redis);
+    /// [`ErrorKind::Unavailable`] or [`ErrorKind::Denied`] when the remote fails or refuses.
     pub fn list(&self) -> Result<Vec<EntryInfo>, Error> {
         if !self.op.info().capability().list {
             return Err(Error::new(

@@ -73,6 +73,47 @@ impl Session {
     /// - [`ErrorCode::LibraryNotFound`], [`ErrorCode::VersionMismatch`],
     ///   [`ErrorCode::NoCudaDriver`], [`ErrorCode::NoDevice`], [`ErrorCode::UnsupportedGpu`]
     ///   when TensorRT cannot run it and no CPU fallback is allowed or compiled in.
+    ///
+    /// # Example
+    ///
+    /// `include_engine!` calls this with the files `trt-build` generated; here they are read
+    /// from a cache entry built just before (hidden lines). Without a supported GPU,
+    /// [`Backend::Auto`] runs the Q/DQ ONNX on the CPU and says why.
+    ///
+    /// ```
+    /// use ndarray::{ArrayD, IxDyn};
+    /// use trt_runtime::{Backend, Session, TensorRef};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("two_inputs.onnx");
+    /// # test_support::synth::two_input_model().save(&path, calib::WeightStorage::Inline)?;
+    /// # let mut build = trt_build::Builder::new();
+    /// # build.cargo_metadata(false).out_dir(dir.path().join("out")).cache_dir(dir.path().join("cache"));
+    /// # build.model("two_inputs", &path).profile(
+    /// #     trt_build::Profile::new()
+    /// #         .input("x", trt_build::ShapeRange::new([1, 3, 16, 16], [2, 3, 16, 16], [4, 3, 16, 16]))
+    /// #         .input("q", trt_build::ShapeRange::new([1, 8], [2, 8], [4, 8])),
+    /// # );
+    /// # let entry = build.try_build()?.remove(0).entry;
+    /// let engine = std::fs::read(entry.join("engine.trt"))?;
+    /// let onnx = std::fs::read(entry.join("model.onnx"))?;
+    /// let manifest = std::fs::read_to_string(entry.join("manifest.json"))?;
+    /// let session = Session::new(&engine, Some(&onnx), &manifest, Backend::Auto)?;
+    /// println!("{} ({})", session.backend(), session.backend_reason());
+    ///
+    /// // x: [N, 3, 16, 16] and q: [N, 8] -> y: [N, 8], N in 1..=4.
+    /// let x = ArrayD::<f32>::zeros(IxDyn(&[2, 3, 16, 16]));
+    /// let q = ArrayD::<f32>::ones(IxDyn(&[2, 8]));
+    /// let mut out = session.run(&[("x", TensorRef::from(x.view())), ("q", q.view().into())])?;
+    /// assert_eq!(out.take::<f32>("y")?.shape(), &[2, 8]);
+    ///
+    /// // Outside the profile: refused before anything runs, naming the input and the range.
+    /// let x5 = ArrayD::<f32>::zeros(IxDyn(&[5, 3, 16, 16]));
+    /// let q5 = ArrayD::<f32>::ones(IxDyn(&[5, 8]));
+    /// let e = session.run(&[("x", x5.view().into()), ("q", q5.view().into())]).unwrap_err();
+    /// assert_eq!(e.code(), trt_runtime::ErrorCode::InvalidInput);
+    /// assert!(e.to_string().contains("x"), "{e}");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(
         engine: &[u8],
         onnx: Option<&[u8]>,
