@@ -228,9 +228,11 @@ fn condition_model(model: &Model, conds: &[String]) -> Result<Option<Model>> {
         .filter(|(i, _)| keep.contains(i))
         .map(|(_, n)| n.clone())
         .collect();
+    // A condition may be an initializer itself: it is read too.
     let read: HashSet<&str> = nodes
         .iter()
         .flat_map(|n| n.input.iter().map(String::as_str))
+        .chain(conds.iter().map(String::as_str))
         .collect();
     let bool_output = |name: &String| pb::ValueInfoProto {
         name: name.clone(),
@@ -464,7 +466,15 @@ fn rename_refs(n: &mut pb::NodeProto, rename: &HashMap<String, String>) {
 pub fn bind_inputs(model: &Model, values: &[(String, HostTensor)]) -> Result<Model> {
     let inputs = model.inputs()?;
     let mut out = model.clone();
-    for (name, value) in values {
+    for (i, (name, value)) in values.iter().enumerate() {
+        if values[..i].iter().any(|(other, _)| other == name) {
+            return Err(crate::Error::Model {
+                model: model.name().into(),
+                message: format!(
+                    "constant input '{name}' is bound twice; give each input one value"
+                ),
+            });
+        }
         let Some(info) = inputs.iter().find(|i| &i.name == name) else {
             let known: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
             return Err(crate::Error::Model {
@@ -520,14 +530,42 @@ pub fn parse_constant(model: &Model, spec: &str) -> Result<(String, HostTensor)>
         .ok_or_else(|| bad(format!("'{name}' is not an input of the model")))?;
     let shape = vec![1; info.dims.len()];
     let int = || value.trim().parse::<i64>().map_err(|e| bad(e.to_string()));
-    let float = || value.trim().parse::<f64>().map_err(|e| bad(e.to_string()));
+    let float = || {
+        let v = value
+            .trim()
+            .parse::<f64>()
+            .map_err(|e| bad(e.to_string()))?;
+        if v.is_finite() {
+            Ok(v)
+        } else {
+            Err(bad(format!("{v} is not a finite number")))
+        }
+    };
     let n: usize = 1;
     let data = match info.elem_type {
-        DType::F32 => TensorData::F32(vec![float()? as f32; n]),
+        DType::F32 => {
+            let v = float()?;
+            if v.abs() > f32::MAX as f64 {
+                return Err(bad(format!("{v} is out of float32's range")));
+            }
+            TensorData::F32(vec![v as f32; n])
+        }
         DType::F64 => TensorData::F64(vec![float()?; n]),
         DType::I64 => TensorData::I64(vec![int()?; n]),
-        DType::I32 => TensorData::I32(vec![int()? as i32; n]),
-        DType::Bool => TensorData::Bool(vec![int()? != 0; n]),
+        DType::I32 => {
+            let v = int()?;
+            let v = i32::try_from(v).map_err(|_| {
+                bad(format!(
+                    "{v} is out of int32's range (input '{name}' is int32)"
+                ))
+            })?;
+            TensorData::I32(vec![v; n])
+        }
+        DType::Bool => match int()? {
+            0 => TensorData::Bool(vec![false; n]),
+            1 => TensorData::Bool(vec![true; n]),
+            v => return Err(bad(format!("{v} is not a bool (0 or 1)"))),
+        },
         other => return Err(bad(format!("inputs of type {other} cannot be bound"))),
     };
     Ok((name.to_string(), HostTensor::new(shape, data)))

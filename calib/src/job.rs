@@ -78,6 +78,7 @@ pub struct Job {
     threads: Option<usize>,
     target: Option<Target>,
     max_float_share: f64,
+    best_effort: bool,
     fp16: bool,
     calibration_cache: Option<PathBuf>,
     progress: Option<Arc<ProgressFn>>,
@@ -149,6 +150,7 @@ impl Job {
             threads: None,
             target: None,
             max_float_share: 0.25,
+            best_effort: false,
             fp16: false,
             calibration_cache: None,
             progress: None,
@@ -216,6 +218,14 @@ impl Job {
     /// Largest share of the quantized nodes the target may keep in float (default 0.25).
     pub fn max_float_share(mut self, share: f64) -> Self {
         self.max_float_share = share;
+        self.fingerprints = OnceLock::new();
+        self
+    }
+
+    /// Keeps the closest result when the target cannot be met instead of failing (default:
+    /// an unmet target is an error).
+    pub fn best_effort(mut self, best_effort: bool) -> Self {
+        self.best_effort = best_effort;
         self.fingerprints = OnceLock::new();
         self
     }
@@ -337,6 +347,7 @@ impl Job {
             None => field("target-metric", b""),
         }
         field("max-float-share", &self.max_float_share.to_le_bytes());
+        field("best-effort", &[u8::from(self.best_effort)]);
         field("fp16", &[u8::from(self.fp16)]);
         let f = Fingerprints {
             calibration,
@@ -373,6 +384,12 @@ impl Job {
     /// insertion's errors.
     pub fn run(self) -> Result<Quantized> {
         let start = Instant::now();
+        let options = TuneOptions {
+            target: self.target.clone(),
+            max_float_share: self.max_float_share,
+            best_effort: self.best_effort,
+        };
+        options.check()?;
         let (data, held) = self.sources()?;
         if self.target.is_some() && held.is_none() {
             return Err(Error::options(
@@ -405,10 +422,6 @@ impl Job {
                 for e in &self.exclude {
                     exclusions.add(&model, e);
                 }
-                let options = TuneOptions {
-                    target: self.target.clone(),
-                    max_float_share: self.max_float_share,
-                };
                 let step = self.step.clone();
                 let (c, t) =
                     tune::tune(&prepared, &calibration, &exclusions, held, &options, &|s| {

@@ -171,6 +171,11 @@ pub struct Tuning {
 }
 
 impl Tuning {
+    /// Whether the target (if any) was met.
+    pub fn met(&self) -> bool {
+        self.target.is_none_or(|t| self.achieved >= t)
+    }
+
     /// A table for people.
     pub fn table(&self) -> String {
         let mut s = String::new();
@@ -230,6 +235,9 @@ pub struct TuneOptions {
     pub target: Option<Target>,
     /// Largest share of the quantized nodes that may be kept in float (default 0.25).
     pub max_float_share: f64,
+    /// Keep the best result found when the target cannot be met instead of failing (the
+    /// [`Tuning`] then says the target was missed).
+    pub best_effort: bool,
 }
 
 impl Default for TuneOptions {
@@ -237,6 +245,41 @@ impl Default for TuneOptions {
         TuneOptions {
             target: None,
             max_float_share: 0.25,
+            best_effort: false,
+        }
+    }
+}
+
+impl TuneOptions {
+    /// Checks the values: a cosine target in `-1..=1`, a finite SNR or custom threshold, a
+    /// float share in `0..=1`. A target no model can reach (cosine above 1) or a NaN (which
+    /// every comparison would call met) is refused here, before anything runs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Options`] naming the value and the allowed range.
+    pub fn check(&self) -> Result<()> {
+        if !(self.max_float_share.is_finite() && (0.0..=1.0).contains(&self.max_float_share)) {
+            return Err(Error::options(format!(
+                "max float share {}: the allowed range is 0..=1 (a share of the quantized nodes)",
+                self.max_float_share
+            )));
+        }
+        match &self.target {
+            Some(Target::MinCosine(c)) if !(c.is_finite() && (-1.0..=1.0).contains(c)) => {
+                Err(Error::options(format!(
+                    "min cosine {c}: a cosine similarity lies in -1..=1 (1 means identical to FP32)"
+                )))
+            }
+            Some(Target::MinSnrDb(t)) if !t.is_finite() => Err(Error::options(format!(
+                "min SNR {t} dB: the target must be a finite number of dB"
+            ))),
+            Some(Target::Custom {
+                name, threshold, ..
+            }) if !threshold.is_finite() => Err(Error::options(format!(
+                "target {name} >= {threshold}: the threshold must be a finite number"
+            ))),
+            _ => Ok(()),
         }
     }
 }
@@ -287,6 +330,7 @@ pub fn tune(
     progress: &dyn Fn(&str),
 ) -> Result<(Calibration, Tuning)> {
     let start = Instant::now();
+    options.check()?;
     let inputs = model.original().inputs()?;
     let refs = match held_out.list() {
         Err(Error::EmptySource { .. }) => Vec::new(),
@@ -346,7 +390,7 @@ pub fn tune(
     let mut achieved = initial;
     let mut exclusions = exclusions.clone();
     let nodes = quantized_nodes(model, &chosen);
-    let mut missed = None;
+    let mut allowed = 0;
     if let Some(target) = &options.target
         && initial < target.threshold()
     {
@@ -364,13 +408,9 @@ pub fn tune(
         }
         // Most sensitive first; names break ties so the order is deterministic.
         ranked.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
-        let allowed = (options.max_float_share * nodes.len() as f64).floor() as usize;
+        allowed = (options.max_float_share * nodes.len() as f64).floor() as usize;
         for (alone, name, op) in ranked {
-            if achieved >= threshold {
-                break;
-            }
-            if steps.len() >= allowed {
-                missed = Some((threshold, allowed));
+            if achieved >= threshold || steps.len() >= allowed {
                 break;
             }
             progress(&format!("keeping {name} in float"));
@@ -396,12 +436,19 @@ pub fn tune(
         evaluations: ev.evaluations,
         seconds: start.elapsed().as_secs_f64(),
     };
-    if let Some((threshold, allowed)) = missed {
+    // Every way of missing the target (the float share spent, or every node tried) is an
+    // error unless the caller asked for the closest result.
+    if let Some(threshold) = tuning.target
+        && !tuning.met()
+        && !options.best_effort
+    {
         return Err(Error::model(
             model.original().name(),
             format!(
-                "the accuracy target {} >= {threshold} is not met with at most {allowed} of {} quantized nodes ({:.0}%) in float:\n{}",
+                "the accuracy target {} >= {threshold} is not met: {:.5} with {} of {} quantized nodes in float (at most {allowed}, {:.0}%, allowed); lower the target, allow a larger float share, or ask for best effort to keep the closest result:\n{}",
                 tuning.metric,
+                tuning.achieved,
+                tuning.steps.len(),
                 nodes.len(),
                 options.max_float_share * 100.0,
                 tuning.table()

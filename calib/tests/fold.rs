@@ -223,3 +223,39 @@ fn conditions_are_computed_from_their_part_of_the_graph_on_tract_alone() {
     assert_eq!(notes.len(), 2, "{notes:?}");
     assert!(other.graph().node.iter().any(|n| n.op_type == "Neg"));
 }
+
+/// An `If` whose condition is an initializer is decided by the model itself: folded to its
+/// branch whatever the profiles, never refused.
+#[test]
+fn an_if_on_an_initializer_is_folded() {
+    let mut g = GraphBuilder::new("const_if");
+    g.input("x", DType::F32, test_support::dims!["N", 4])
+        .output("y", DType::F32, test_support::dims!["N", 4])
+        .initializer(pb::TensorProto {
+            name: "yes".into(),
+            data_type: 9, // bool
+            int32_data: vec![1],
+            ..Default::default()
+        });
+    let mut m = g.build();
+    m.graph_mut().node.push(if_node(
+        "decided",
+        "yes",
+        "y",
+        branch("Relu", &["x"], "decided_then"),
+        branch("Neg", &["x"], "decided_else"),
+    ));
+    let profile = Profile::new().input("x", ShapeRange::new([1, 4], [2, 4], [4, 4]));
+    let (folded, notes) = fold_shape_ifs(&m, &[profile]).unwrap().expect("folded");
+    assert!(
+        notes[0].contains("'decided'") && notes[0].contains("then_branch"),
+        "{notes:?}"
+    );
+    let ops: Vec<&str> = folded
+        .graph()
+        .node
+        .iter()
+        .map(|n| n.op_type.as_str())
+        .collect();
+    assert!(ops.contains(&"Relu") && !ops.contains(&"If"), "{ops:?}");
+}

@@ -72,6 +72,7 @@ fn the_layer_made_sensitive_by_an_outlier_channel_is_kept_in_float() {
     let options = TuneOptions {
         target: Some(Target::MinCosine(0.999)),
         max_float_share: 0.5,
+        ..Default::default()
     };
     let (tuned, tuning) = tune(
         &calib::Prepared::new(&model),
@@ -192,6 +193,7 @@ fn a_target_that_cannot_be_met_fails_with_the_table() {
     let options = TuneOptions {
         target: Some(Target::MinCosine(0.999)),
         max_float_share: 0.0,
+        ..Default::default()
     };
     let e = tune(
         &calib::Prepared::new(&model),

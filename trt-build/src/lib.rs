@@ -157,6 +157,7 @@ pub struct Int8 {
     fp16: bool,
     target: Option<calib::tune::Target>,
     max_float_share: f64,
+    best_effort: bool,
 }
 
 impl Int8 {
@@ -182,6 +183,7 @@ impl Int8 {
             fp16: false,
             target: None,
             max_float_share: 0.25,
+            best_effort: false,
         }
     }
 
@@ -209,6 +211,13 @@ impl Int8 {
     /// 0.25).
     pub fn max_float_share(mut self, share: f64) -> Self {
         self.max_float_share = share;
+        self
+    }
+
+    /// Keeps the closest result when the accuracy target cannot be met, instead of failing
+    /// the build (the manifest's tuning summary then shows the target and what was achieved).
+    pub fn best_effort(mut self, best_effort: bool) -> Self {
+        self.best_effort = best_effort;
         self
     }
 

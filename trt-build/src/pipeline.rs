@@ -149,6 +149,7 @@ impl Builder {
             .hold_out_every(int8.hold_out_every)
             .target(int8.target.clone())
             .max_float_share(int8.max_float_share)
+            .best_effort(int8.best_effort)
             .fp16(int8.fp16);
         if let Some(r) = &int8.report {
             job = job.held_out(r.clone());

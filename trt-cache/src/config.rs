@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::error::{Error, ErrorKind};
 
-/// Default time-out of one remote operation step (connect, request, each read or write).
+/// Default time one remote operation may take (connect, request, the whole transfer).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a build may do with the remote.
@@ -70,6 +70,7 @@ pub struct RemoteConfig {
     pub(crate) username: Option<String>,
     pub(crate) password: Option<String>,
     pub(crate) token: Option<String>,
+    pub(crate) max_entry_bytes: Option<u64>,
 }
 
 impl fmt::Debug for RemoteConfig {
@@ -94,7 +95,11 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ),
     (
         "TRT_BUILD_REMOTE_CACHE_TIMEOUT",
-        "seconds per remote operation step (default 10)",
+        "seconds one remote operation may take, retries and the whole transfer included (default 10)",
+    ),
+    (
+        "TRT_BUILD_REMOTE_CACHE_MAX_ENTRY",
+        "largest entry a download accepts, e.g. 512M (default 4G)",
     ),
     ("AWS_ACCESS_KEY_ID", "S3 access key"),
     ("AWS_SECRET_ACCESS_KEY", "S3 secret key"),
@@ -152,6 +157,21 @@ impl RemoteConfig {
             })?;
             c.timeout = Some(Duration::from_secs_f64(secs.min(86_400.0)));
         }
+        if let Some(m) = var("TRT_BUILD_REMOTE_CACHE_MAX_ENTRY") {
+            let bytes = crate::prune::parse_size(&m)
+                .ok()
+                .filter(|&b| b > 0)
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Config,
+                        format!(
+                            "TRT_BUILD_REMOTE_CACHE_MAX_ENTRY: `{}` is not a size above 0 (e.g. 512M)",
+                            escape_controls(&m)
+                        ),
+                    )
+                })?;
+            c.max_entry_bytes = Some(bytes);
+        }
         c.access_key_id = var("AWS_ACCESS_KEY_ID");
         c.secret_access_key = var("AWS_SECRET_ACCESS_KEY");
         c.session_token = var("AWS_SESSION_TOKEN");
@@ -173,9 +193,21 @@ impl RemoteConfig {
         self.mode
     }
 
-    /// The time-out of one operation step.
+    /// The time one operation may take (a download or upload whole, retries included).
     pub fn timeout(&self) -> Duration {
         self.timeout.unwrap_or(DEFAULT_TIMEOUT)
+    }
+
+    /// The largest entry a download accepts (default [`crate::MAX_ENTRY_BYTES`]).
+    pub fn entry_limit(&self) -> u64 {
+        self.max_entry_bytes.unwrap_or(crate::MAX_ENTRY_BYTES)
+    }
+
+    /// Sets the largest entry a download accepts: a larger object is refused as soon as the
+    /// server announces or sends more, never held in memory.
+    pub fn max_entry_bytes(mut self, bytes: u64) -> Self {
+        self.max_entry_bytes = Some(bytes);
+        self
     }
 
     /// Sets the mode.
@@ -184,7 +216,8 @@ impl RemoteConfig {
         self
     }
 
-    /// Sets the time-out of one operation step (connect, request, each read or write).
+    /// Sets the time one operation may take (connect, request and the whole transfer, retries
+    /// included).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -217,13 +250,101 @@ impl RemoteConfig {
     }
 }
 
+/// The URL for messages: every credential removed — a password in the URL, user
+/// information in a URL that does not parse (a bad port, a space in the host), and user
+/// information inside query values (`?endpoint=http://key:secret@host`) — and control
+/// characters escaped.
 pub(crate) fn redact(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
+    let text = match url::Url::parse(raw) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            if u.query().is_some() {
+                let pairs: Vec<(String, String)> = u
+                    .query_pairs()
+                    .map(|(k, v)| (k.into_owned(), redact_userinfo(&v)))
+                    .collect();
+                u.query_pairs_mut().clear().extend_pairs(pairs);
+            }
             u.to_string()
         }
-        _ => raw.to_string(),
+        Err(_) => redact_userinfo(raw),
+    };
+    escape_controls(&text)
+}
+
+/// `scheme://user:secret@host…` → `scheme://***@host…` (everything before the last `@`
+/// ahead of the query or fragment, so a password with `/` in it goes too).
+fn redact_userinfo(s: &str) -> String {
+    let Some(start) = s.find("://").map(|i| i + 3) else {
+        return s.to_string();
+    };
+    let rest = &s[start..];
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{}***{}", &s[..start], &rest[at..]),
+        None => s.to_string(),
+    }
+}
+
+/// Every `scheme://user:secret@host` inside free text (an error message that quotes a URL)
+/// with its user information removed.
+fn redact_urls_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        // The token around `://`: back to the previous separator, on to the next one.
+        let start = rest[..i]
+            .rfind(|c: char| c.is_whitespace() || "\"'<>()[]{},`".contains(c))
+            .map_or(0, |j| j + 1);
+        let end = rest[i..]
+            .find(|c: char| c.is_whitespace() || "\"'<>()[]{},`".contains(c))
+            .map_or(rest.len(), |j| i + j);
+        out.push_str(&rest[..start]);
+        out.push_str(&redact_userinfo(&rest[start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Control characters (a newline that would forge a log line, an escape sequence) as `\u{…}`.
+pub(crate) fn escape_controls(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+impl RemoteConfig {
+    /// `text` with every secret this configuration holds (password, secret key, session
+    /// token, bearer token, and the URL's password) replaced by `***`, and control characters
+    /// escaped: what any message about this remote goes through.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        let from_url = url::Url::parse(&self.url)
+            .ok()
+            .and_then(|u| u.password().map(str::to_string));
+        for secret in [
+            &self.password,
+            &self.secret_access_key,
+            &self.session_token,
+            &self.token,
+            &from_url,
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|s| s.len() >= 3)
+        {
+            out = out.replace(secret.as_str(), "***");
+        }
+        escape_controls(&redact_urls_in(&out))
     }
 }
 
@@ -272,6 +393,39 @@ mod tests {
         assert!(
             e.to_string().contains("TRT_BUILD_REMOTE_CACHE_TIMEOUT"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn credentials_never_reach_messages_even_from_urls_that_do_not_parse() {
+        for (url, secret) in [
+            ("redis://user:hunter2@127.0.0.1:99999/0", "hunter2"),
+            ("webdav+http://user:hunter2@bad host/x", "hunter2"),
+            ("redis://user:hun/ter2@host:1", "hun/ter2"),
+            (
+                "s3://bucket/p?endpoint=http://AKIA:s3cr3tKey@127.0.0.1:9000",
+                "s3cr3tKey",
+            ),
+            (
+                "s3://bucket/p?endpoint=http%3A%2F%2FAKIA%3As3cr3tKey%40127.0.0.1%3A9000",
+                "s3cr3tKey",
+            ),
+        ] {
+            let c = RemoteConfig::new(url);
+            for text in [c.display_url(), format!("{c:?}")] {
+                assert!(!text.contains(secret), "{url} -> {text}");
+            }
+        }
+        let shown = RemoteConfig::new("s3://b/p\n\x1b[31mforged").display_url();
+        assert!(!shown.contains('\n') && !shown.contains('\x1b'), "{shown}");
+        let c = RemoteConfig::new("s3://b/p").s3_credentials("AKIA", "verysecret");
+        assert_eq!(
+            c.scrub("signing with verysecret failed"),
+            "signing with *** failed"
+        );
+        assert_eq!(
+            c.scrub("bad endpoint `http://AKIA:other@host:1/x`: refused"),
+            "bad endpoint `http://***@host:1/x`: refused"
         );
     }
 }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::entry::{self, Entry, EntryIndex, INDEX};
+use crate::entry::{self, Entry, EntryIndex, INDEX, MAX_ENTRY_BYTES};
 use crate::error::{Error, ErrorKind};
 
 /// A cache directory (`<root>/<key>/…`).
@@ -97,8 +97,24 @@ impl LocalCache {
     pub fn lookup(&self, key: &str, quarantine: bool) -> Result<Option<StoredEntry>, Error> {
         entry::check_key(key)?;
         let dir = self.root.join(key);
-        if !dir.is_dir() {
-            return Ok(None);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            // A link (to anywhere outside the cache) or a file where an entry should be is
+            // not an entry of this cache.
+            Ok(_) => {
+                let e = Error::corrupt(
+                    key,
+                    format!(
+                        "{} is not a directory of the cache (a symbolic link or a file); entries are never followed out of the cache",
+                        dir.display()
+                    ),
+                );
+                if quarantine {
+                    let _ = std::fs::remove_file(&dir);
+                }
+                return Err(e);
+            }
+            Err(_) => return Ok(None),
         }
         match verify_dir(&dir, key) {
             Ok(()) => Ok(Some(StoredEntry {
@@ -244,15 +260,37 @@ impl LocalCache {
 }
 
 fn verify_dir(dir: &Path, key: &str) -> Result<(), Error> {
-    let index =
-        std::fs::read(dir.join(INDEX)).map_err(|e| Error::corrupt(key, format!("{INDEX}: {e}")))?;
+    let index = read_entry_file(dir, key, INDEX)?;
     let index = EntryIndex::parse(key, &index)?;
     for name in index.files.keys() {
-        let bytes = std::fs::read(dir.join(name))
-            .map_err(|e| Error::corrupt(key, format!("{name}: {e}")))?;
+        let bytes = read_entry_file(dir, key, name)?;
         index.check_file(key, name, &bytes)?;
     }
     Ok(())
+}
+
+/// Reads one file of an entry when it is a regular file (not a link out of the cache, not a
+/// FIFO that would block the build, not a device) of at most [`MAX_ENTRY_BYTES`].
+fn read_entry_file(dir: &Path, key: &str, name: &str) -> Result<Vec<u8>, Error> {
+    let path = dir.join(name);
+    let meta = std::fs::symlink_metadata(&path)
+        .map_err(|e| Error::corrupt(key, format!("{name}: {e}")))?;
+    if !meta.is_file() {
+        return Err(Error::corrupt(
+            key,
+            format!("{name} is not a regular file (a link, FIFO, device or directory)"),
+        ));
+    }
+    if meta.len() > MAX_ENTRY_BYTES {
+        return Err(Error::corrupt(
+            key,
+            format!(
+                "{name} is {} bytes, above the {MAX_ENTRY_BYTES}-byte entry limit",
+                meta.len()
+            ),
+        ));
+    }
+    std::fs::read(&path).map_err(|e| Error::corrupt(key, format!("{name}: {e}")))
 }
 
 /// `<pid>-<n>`: unique per process and call, for temporary names that concurrent builds
@@ -320,5 +358,36 @@ mod tests {
         let cache = LocalCache::new(root.path());
         let err = cache.lookup("../x", false).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config);
+    }
+
+    #[test]
+    fn links_fifos_and_linked_entries_are_never_followed() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let cache = LocalCache::new(root.path());
+        // An entry directory that is a link to a valid entry outside the cache.
+        let e = entry('2', b"engine");
+        LocalCache::new(outside.path()).store(&e).unwrap();
+        std::os::unix::fs::symlink(outside.path().join(e.key()), root.path().join(e.key()))
+            .unwrap();
+        let err = cache.lookup(e.key(), false).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+        assert!(err.to_string().contains("never followed"), "{err}");
+        // A file of an entry replaced by a link, then by a FIFO: refused, without blocking.
+        let e = entry('3', b"engine");
+        cache.store(&e).unwrap();
+        let engine = root.path().join(e.key()).join(ENGINE);
+        std::fs::remove_file(&engine).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("x"), &engine).unwrap();
+        let err = cache.lookup(e.key(), false).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        std::fs::remove_file(&engine).unwrap();
+        let status = std::process::Command::new("mkfifo")
+            .arg(&engine)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let err = cache.verify(e.key()).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 }

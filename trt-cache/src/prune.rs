@@ -46,6 +46,69 @@ pub fn select(entries: &[EntryInfo], policy: PrunePolicy, now: SystemTime) -> Ve
     remove
 }
 
+/// Longest age a prune accepts: 100 years.
+pub const MAX_AGE_DAYS: f64 = 36_500.0;
+
+/// Parses an age in days (`--older-than 30`, `0.5`): a finite number in
+/// `0 < days <= MAX_AGE_DAYS`. NaN, infinities, negative or zero ages and overflowing values
+/// are refused, so no typo can select every entry.
+///
+/// # Errors
+///
+/// A message naming the value and the allowed range.
+pub fn parse_days(text: &str) -> Result<Duration, String> {
+    let days: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of days"))?;
+    if !(days.is_finite() && days > 0.0 && days <= MAX_AGE_DAYS) {
+        return Err(format!(
+            "`{text}` days: an age must be a number above 0 and at most {MAX_AGE_DAYS} days"
+        ));
+    }
+    Ok(Duration::from_secs_f64(days * 86_400.0))
+}
+
+/// Parses a size (`--max-size 10G`, `512M`, `100000`): a finite, non-negative number with an
+/// optional unit (B, K, M, G, T; KB/KiB… alike, powers of 1024) that fits in 64 bits.
+///
+/// # Errors
+///
+/// A message naming the value and what is allowed.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let s = text.trim();
+    let (digits, unit) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) if s[..i].is_empty() => return Err(format!("`{text}` is not a size")),
+        Some((i, _)) => (&s[..i], &s[i..]),
+        None => (s, ""),
+    };
+    if !digits.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(format!(
+            "`{text}` is not a size: a non-negative number with an optional unit (K, M, G, T)"
+        ));
+    }
+    let n: f64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size"))?;
+    let scale: u64 = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        "T" | "TB" | "TIB" => 1 << 40,
+        other => {
+            return Err(format!(
+                "`{text}`: unit `{other}` is not one of B, K, M, G, T"
+            ));
+        }
+    };
+    let bytes = n * scale as f64;
+    if !(bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64) {
+        return Err(format!("`{text}` is out of range (at most 16 EiB)"));
+    }
+    Ok(bytes as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +154,25 @@ mod tests {
             [key('e'), key('a'), key('b'), key('c')]
         );
         assert!(select(&entries, PrunePolicy::default(), now).is_empty());
+    }
+
+    #[test]
+    fn ages_and_sizes_that_would_select_everything_are_refused() {
+        for bad in [
+            "NaN", "nan", "-5", "0", "-0", "inf", "1e30", "", "5d", "36501",
+        ] {
+            assert!(parse_days(bad).is_err(), "{bad} accepted as an age");
+        }
+        assert_eq!(parse_days("30").unwrap(), Duration::from_secs(30 * 86_400));
+        assert_eq!(parse_days("0.5").unwrap(), Duration::from_secs(43_200));
+        for bad in [
+            "-1G", "-1", "NaN", "inf", "1e30", "1e30G", "G", "", "10X", "1.5.2M", "+3M",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad} accepted as a size");
+        }
+        assert_eq!(parse_size("10G").unwrap(), 10 << 30);
+        assert_eq!(parse_size("1.5k").unwrap(), 1536);
+        assert_eq!(parse_size("0").unwrap(), 0);
+        assert_eq!(parse_size("2T").unwrap(), 2 << 40);
     }
 }

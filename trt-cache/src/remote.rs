@@ -21,7 +21,11 @@ use crate::local::EntryInfo;
 fn config_error(config: &RemoteConfig, why: impl fmt::Display) -> Error {
     Error::new(
         ErrorKind::Config,
-        format!("remote cache {}: {why}", config.display_url()),
+        format!(
+            "remote cache {}: {}",
+            config.display_url(),
+            config.scrub(&why.to_string())
+        ),
     )
 }
 
@@ -126,7 +130,7 @@ fn operator(config: &RemoteConfig) -> Result<(Operator, String), Error> {
             ));
         }
     };
-    let (op, backend) = built.map_err(|e| config_error(config, &e).with_source(e))?;
+    let (op, backend) = built.map_err(|e| config_error(config, &e))?;
     let t = config.timeout();
     // A temporary failure (a dropped connection, a 5xx) is tried twice more after a short
     // back-off; the time-out bounds each step including those retries (the time-out layer
@@ -143,6 +147,22 @@ fn operator(config: &RemoteConfig) -> Result<(Operator, String), Error> {
         backend,
     ))
 }
+
+/// An OpenDAL error as an error chain shows it: its kind and its text with every secret of
+/// the configuration removed (the raw error may quote credentials).
+#[derive(Debug)]
+struct BackendError {
+    kind: opendal::ErrorKind,
+    text: String,
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for BackendError {}
 
 /// How much moved and how long it took.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -252,28 +272,44 @@ impl Remote {
                 format!("remote cache {} is down ({why})", self.config.display_url()),
             ));
         }
-        self.runtime.block_on(fut.into_future()).map_err(|e| {
+        // A hostile answer that makes the client library panic (a malformed listing) is a
+        // failure of this operation, never of the build.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.runtime.block_on(fut.into_future())
+        }))
+        .unwrap_or_else(|_| {
+            Err(opendal::Error::new(
+                opendal::ErrorKind::Unexpected,
+                "the remote's answer could not be read (the client library failed on it)",
+            ))
+        });
+        outcome.map_err(|e| {
             let kind = classify(&e);
             let message = format!(
-                "remote cache {} ({}): {what}{} failed: {e}",
+                "remote cache {} ({}): {what}{} failed: {}",
                 self.config.display_url(),
                 self.backend,
                 key.map(|k| format!(" of entry {k}")).unwrap_or_default(),
+                self.config.scrub(&e.to_string()),
             );
             if !matches!(
                 e.kind(),
                 opendal::ErrorKind::NotFound | opendal::ErrorKind::ConditionNotMatch
             ) {
-                *self.down.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{what}: {e}"));
+                *self.down.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(format!("{what}: {}", self.config.scrub(&e.to_string())));
             }
-            Error::new(kind, message).with_source(e)
+            Error::new(kind, message).with_source(BackendError {
+                kind: e.kind(),
+                text: self.config.scrub(&e.to_string()),
+            })
         })
     }
 
     fn is(e: &Error, kind: opendal::ErrorKind) -> bool {
         std::error::Error::source(e)
-            .and_then(|s| s.downcast_ref::<opendal::Error>())
-            .is_some_and(|o| o.kind() == kind)
+            .and_then(|s| s.downcast_ref::<BackendError>())
+            .is_some_and(|o| o.kind == kind)
     }
 
     /// Fetches and verifies entry `key`. `Ok(None)`: the remote does not have it. A corrupt
@@ -287,8 +323,55 @@ impl Remote {
         entry::check_key(key)?;
         let start = Instant::now();
         let path = Self::object(key);
-        let bytes = match self.call("download", Some(key), self.op.read(&path)) {
-            Ok(b) => b.to_vec(),
+        let limit = self.config.entry_limit();
+        let timeout = self.config.timeout();
+        // One deadline for the whole download (announcement, every chunk, every retry and
+        // resumed read): a server that trickles bytes or truncates bodies cannot hold the
+        // build longer than the time-out.
+        let download = async {
+            let meta = self.op.stat(&path).await?;
+            if meta.content_length() > limit {
+                return Ok(Err(meta.content_length()));
+            }
+            let reader = self.op.reader(&path).await?;
+            let mut stream = reader.into_bytes_stream(..).await?;
+            let mut bytes: Vec<u8> = Vec::new();
+            while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+                let chunk = chunk.map_err(|e| {
+                    opendal::Error::new(opendal::ErrorKind::Unexpected, "reading the entry")
+                        .set_source(e)
+                })?;
+                // A running limit: a server that sends more than it announced is cut off.
+                if (bytes.len() + chunk.len()) as u64 > limit {
+                    return Ok(Err((bytes.len() + chunk.len()) as u64));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok(Ok(bytes))
+        };
+        let bounded = async {
+            match tokio::time::timeout(timeout, download).await {
+                Ok(r) => r,
+                Err(_) => Err(opendal::Error::new(
+                    opendal::ErrorKind::Unexpected,
+                    format!(
+                        "no complete entry within the {:.1} s time-out (TRT_BUILD_REMOTE_CACHE_TIMEOUT)",
+                        timeout.as_secs_f64()
+                    ),
+                )),
+            }
+        };
+        let bytes = match self.call("download", Some(key), bounded) {
+            Ok(Ok(b)) => b,
+            Ok(Err(size)) => {
+                return Err(Error::new(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "remote cache {}: entry {key} is {size} bytes or more, above the {limit}-byte limit (TRT_BUILD_REMOTE_CACHE_MAX_ENTRY); not downloaded further",
+                        self.config.display_url()
+                    ),
+                ));
+            }
             Err(e) if Self::is(&e, opendal::ErrorKind::NotFound) => return Ok(None),
             Err(e) => return Err(e),
         };

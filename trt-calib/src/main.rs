@@ -54,9 +54,13 @@ struct Quantize {
     /// Accuracy target as every output's SNR in dB.
     #[arg(long)]
     min_snr_db: Option<f64>,
-    /// Largest share of the quantized nodes the target may keep in float.
+    /// Largest share of the quantized nodes the target may keep in float (0..=1).
     #[arg(long, default_value_t = 0.25)]
     max_float_share: f64,
+    /// Keep the closest result when the target cannot be met (exit 0, the table shows the
+    /// miss); without it an unmet target is an error and nothing is written.
+    #[arg(long)]
+    best_effort: bool,
     /// Keep a node (by name) or an operator type in float; repeatable.
     #[arg(long = "exclude", value_name = "NAME|OPTYPE")]
     exclude: Vec<String>,
@@ -145,12 +149,14 @@ fn inputs_of(q: &Quantize, model: &Model) -> Vec<PathBuf> {
     let mut files = vec![q.model.clone()];
     files.extend(model.external_files().iter().cloned());
     for dir in std::iter::once(&q.data).chain(q.report_data.as_ref()) {
+        // Links are not followed into directories (a link to `/` must not walk the whole
+        // file system); a link to a file is an input like the file.
         files.extend(
             walkdir::WalkDir::new(dir)
-                .follow_links(true)
+                .follow_links(false)
                 .into_iter()
                 .filter_map(Result::ok)
-                .filter(|e| e.file_type().is_file())
+                .filter(|e| e.file_type().is_file() || (e.path_is_symlink() && e.path().is_file()))
                 .map(|e| e.into_path()),
         );
     }
@@ -197,6 +203,10 @@ fn check_outputs(q: &Quantize, model: &Model) -> Result<(), calib::Error> {
         })
     };
     for (i, (flag, out)) in outputs.iter().enumerate() {
+        // A link, a device or a FIFO is never replaced by the output.
+        calib::model::replaceable(out).map_err(|e| calib::Error::Options {
+            message: format!("{flag}: {e}"),
+        })?;
         let Some((inode, canonical)) = identity(out) else {
             continue;
         };
@@ -260,6 +270,7 @@ fn quantize(q: Quantize) -> Result<(), calib::Error> {
         .profiles(profiles)
         .target(target)
         .max_float_share(q.max_float_share)
+        .best_effort(q.best_effort)
         .fp16(q.fp16)
         .hold_out_every(q.hold_out_every)
         .on_progress(move |p| {

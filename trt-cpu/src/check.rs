@@ -15,6 +15,9 @@ use crate::model::{DType, Model};
 /// Largest extent a pad, stride, dilation or kernel attribute may have.
 pub const MAX_SPATIAL_ATTRIBUTE: i64 = 1 << 16;
 
+/// Largest constant trip count a `Loop` may declare (a count of 2⁴⁰ would run for ever).
+pub const MAX_LOOP_TRIPS: i64 = 1 << 24;
+
 /// Checks the main graph (and recursively subgraphs' attributes).
 ///
 /// # Errors
@@ -51,6 +54,14 @@ pub fn check(model: &Model) -> Result<()> {
         }
     }
     for (i, n) in g.node.iter().enumerate() {
+        if let Some(trips) = constant_trip_count(n, g)
+            && !(0..=MAX_LOOP_TRIPS).contains(&trips)
+        {
+            return fail(format!(
+                "node {} (Loop) declares a trip count of {trips}; at most {MAX_LOOP_TRIPS} iterations are run on the CPU",
+                label(n, i)
+            ));
+        }
         if let Some(why) = attribute_problem(n, g) {
             return fail(format!("node {} ({}): {why}", label(n, i), n.op_type));
         }
@@ -124,6 +135,23 @@ fn initializer_problem(t: &pb::TensorProto) -> Option<String> {
         )),
         _ => None,
     }
+}
+
+/// The trip count `M` of a `Loop` when it is an int64 initializer.
+fn constant_trip_count(n: &pb::NodeProto, g: &pb::GraphProto) -> Option<i64> {
+    if n.op_type != "Loop" {
+        return None;
+    }
+    let m = n.input.first().filter(|m| !m.is_empty())?;
+    let t = g.initializer.iter().find(|t| &t.name == m)?;
+    if t.data_type != DType::I64.to_onnx() {
+        return None;
+    }
+    t.int64_data.first().copied().or_else(|| {
+        t.raw_data
+            .get(..8)
+            .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+    })
 }
 
 fn attribute_problem(n: &pb::NodeProto, g: &pb::GraphProto) -> Option<String> {
@@ -226,4 +254,47 @@ fn cycle(
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_loop_with_a_huge_constant_trip_count_is_refused() {
+        let loop_of = |trips: i64| pb::GraphProto {
+            name: "loop".into(),
+            node: vec![pb::NodeProto {
+                name: "forever".into(),
+                op_type: "Loop".into(),
+                input: vec!["m".into(), String::new()],
+                output: vec!["y".into()],
+                ..Default::default()
+            }],
+            initializer: vec![pb::TensorProto {
+                name: "m".into(),
+                data_type: DType::I64.to_onnx(),
+                raw_data: trips.to_le_bytes().to_vec(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let model = |g| {
+            Model::from_proto(
+                pb::ModelProto {
+                    graph: Some(g),
+                    ..Default::default()
+                },
+                "loop",
+            )
+            .unwrap()
+        };
+        let e = check(&model(loop_of(1 << 40))).unwrap_err().to_string();
+        assert!(
+            e.contains("'forever'") && e.contains("1099511627776"),
+            "{e}"
+        );
+        assert!(check(&model(loop_of(-1))).is_err());
+        assert!(check(&model(loop_of(10))).is_ok());
+    }
 }

@@ -171,7 +171,18 @@ impl Model {
     /// outside the model's folder, or a graph that fails [`crate::check::check`].
     pub fn load(path: impl AsRef<Path>) -> Result<Model> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let mut file = open_regular(path)?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if len > PROTOBUF_LIMIT as u64 {
+            return Err(Error::model(
+                path.display().to_string(),
+                format!(
+                    "the file is {len} bytes but an ONNX protobuf is at most {PROTOBUF_LIMIT} bytes (larger weights belong in external data)"
+                ),
+            ));
+        }
+        let mut bytes = Vec::with_capacity(len as usize);
+        std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| Error::io(path, e))?;
         let mut model = Self::decode(&bytes, path)?;
         model.name = path.display().to_string();
         model.path = Some(path.to_path_buf());
@@ -257,7 +268,26 @@ impl Model {
                     ),
                 )
             })?;
-            let offset: usize = field("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
+            // A present but malformed offset or length (`0x40`, `-64`, past usize) is refused:
+            // reading it as 0 would take the weights from the wrong bytes.
+            let number = |key: &str| -> Result<Option<usize>> {
+                field(key)
+                    .map(|v| {
+                        v.trim().parse::<usize>().map_err(|_| {
+                            Error::model(
+                                &name,
+                                format!(
+                                    "initializer '{}' has external data {key} '{v}', which is not a whole number of bytes (decimal, at most {})",
+                                    tensor.name,
+                                    usize::MAX
+                                ),
+                            )
+                        })
+                    })
+                    .transpose()
+            };
+            let offset = number("offset")?.unwrap_or(0);
+            let given_length = number("length")?;
             let file = confined(dir, &location).map_err(|why| {
                 Error::model(
                     &name,
@@ -271,16 +301,30 @@ impl Model {
             // Each file is opened once and only each tensor's own bytes are read (reading the
             // whole file per tensor made a 176 MB model read 40 GB).
             if !opened.contains_key(&file) {
-                let f = std::fs::File::open(&file).map_err(|e| Error::io(&file, e))?;
+                let f = open_regular(&file)?;
                 let len = f.metadata().map_err(|e| Error::io(&file, e))?.len();
                 opened.insert(file.clone(), (f, len));
                 files.push(file.clone());
             }
             let (f, len) = opened.get_mut(&file).expect("opened above");
             let len = usize::try_from(*len).unwrap_or(usize::MAX);
-            let length: usize = field("length")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(len.saturating_sub(offset));
+            let length: usize = given_length.unwrap_or(len.saturating_sub(offset));
+            // The bytes the tensor's type and dims need, when they are known: a length that
+            // disagrees is refused before anything is allocated.
+            if let Some(expected) = tensor_bytes(tensor)
+                && expected != length
+            {
+                return Err(Error::model(
+                    &name,
+                    format!(
+                        "initializer '{}' is {:?} of type {} ({expected} bytes) but its external data in {} is {length} bytes",
+                        tensor.name,
+                        tensor.dims,
+                        tensor.data_type,
+                        file.display()
+                    ),
+                ));
+            }
             offset
                 .checked_add(length)
                 .filter(|&end| end <= len)
@@ -295,7 +339,17 @@ impl Model {
                         ),
                     )
                 })?;
-            let mut data = vec![0u8; length];
+            let mut data = Vec::new();
+            data.try_reserve_exact(length).map_err(|e| {
+                Error::model(
+                    &name,
+                    format!(
+                        "initializer '{}': {length} bytes of external data cannot be allocated ({e})",
+                        tensor.name
+                    ),
+                )
+            })?;
+            data.resize(length, 0);
             f.seek(std::io::SeekFrom::Start(offset as u64))
                 .and_then(|_| f.read_exact(&mut data))
                 .map_err(|e| Error::io(&file, e))?;
@@ -541,6 +595,7 @@ pub fn folder_of(path: &Path) -> &Path {
 /// [`Error::Io`] naming the file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    replaceable(path)?;
     let dir = folder_of(path);
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let tmp = dir.join(format!(
@@ -555,6 +610,79 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         Error::io(path, e)
+    })
+}
+
+/// Refuses to replace `path` when it exists and is not a regular file: a symbolic link (which
+/// could point anywhere, e.g. `/proc/self/fd/1`), a device, a FIFO, a socket or a directory.
+///
+/// # Errors
+///
+/// [`Error::Io`] naming the path and what it is.
+pub fn replaceable(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_file() => Err(Error::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "it is {}, not a regular file; refusing to replace it (nothing was written): choose another path",
+                    kind_of(&meta.file_type())
+                ),
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Opens `path` for reading when it is a regular file (after following links): a FIFO would
+/// block forever and a device never end.
+///
+/// # Errors
+///
+/// [`Error::Io`] naming the path, and what it is when it is not a regular file.
+pub fn open_regular(path: &Path) -> Result<std::fs::File> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "it is {}, not a regular file; refusing to read it",
+                    kind_of(&meta.file_type())
+                ),
+            ),
+        ));
+    }
+    std::fs::File::open(path).map_err(|e| Error::io(path, e))
+}
+
+/// What a non-regular file is, for messages.
+fn kind_of(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Bytes an initializer of fixed-size elements needs (`None` for strings or unknown types).
+fn tensor_bytes(t: &pb::TensorProto) -> Option<usize> {
+    let elem = DType::from_onnx(t.data_type)?.size();
+    t.dims.iter().try_fold(elem, |acc, &d| {
+        usize::try_from(d).ok().and_then(|d| acc.checked_mul(d))
     })
 }
 

@@ -4,13 +4,21 @@
 //! `TRT_BUILD_REMOTE_CACHE` with its credential variables).
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use trt_cache::{EntryInfo, LocalCache, PrunePolicy, Remote, RemoteConfig};
 
 use crate::{Result, root};
 
 const USAGE: &str = "usage: cargo xtask cache <list|verify|prune> [--dir DIR | --remote URL] [--older-than DAYS] [--max-size SIZE[K|M|G]] [--dry-run]";
+
+/// The outcome of verifying one entry.
+enum Verdict {
+    Ok,
+    Missing,
+    Corrupt(String),
+    Unreachable(String),
+}
 
 enum Tier {
     Local(LocalCache),
@@ -26,10 +34,18 @@ impl Tier {
         .map_err(|e| e.to_string())
     }
 
-    fn verify(&self, key: &str) -> std::result::Result<(), trt_cache::Error> {
-        match self {
-            Tier::Local(c) => c.verify(key),
-            Tier::Remote(r) => r.fetch(key).map(|_| ()),
+    /// What verifying one listed entry found: only a failed verification is "corrupt"; an
+    /// entry gone since the listing is "missing", a failure to reach it "unreachable".
+    fn verify(&self, key: &str) -> Verdict {
+        let result = match self {
+            Tier::Local(c) => c.lookup(key, false).map(|found| found.is_some()),
+            Tier::Remote(r) => r.fetch(key).map(|found| found.is_some()),
+        };
+        match result {
+            Ok(true) => Verdict::Ok,
+            Ok(false) => Verdict::Missing,
+            Err(e) if e.kind() == trt_cache::ErrorKind::Corrupt => Verdict::Corrupt(e.to_string()),
+            Err(e) => Verdict::Unreachable(e.to_string()),
         }
     }
 
@@ -47,24 +63,6 @@ impl Tier {
             Tier::Remote(r) => r.config().display_url(),
         }
     }
-}
-
-fn parse_size(s: &str) -> Result<u64> {
-    let (digits, unit) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
-        Some((i, _)) => (&s[..i], &s[i..]),
-        None => (s, ""),
-    };
-    let n: f64 = digits
-        .parse()
-        .map_err(|_| format!("--max-size: `{s}` is not a size"))?;
-    let scale = match unit.to_ascii_uppercase().as_str() {
-        "" | "B" => 1u64,
-        "K" | "KB" | "KIB" => 1 << 10,
-        "M" | "MB" | "MIB" => 1 << 20,
-        "G" | "GB" | "GIB" => 1 << 30,
-        other => return Err(format!("--max-size: unit `{other}` is not one of K, M, G")),
-    };
-    Ok((n * scale as f64) as u64)
 }
 
 fn age(t: Option<SystemTime>) -> String {
@@ -88,13 +86,17 @@ pub(crate) fn cache(args: &[String]) -> Result {
             "--dir" => dir = Some(PathBuf::from(value()?)),
             "--remote" => remote = Some(value()?),
             "--older-than" => {
-                let v = value()?;
-                let days: f64 = v
-                    .parse()
-                    .map_err(|_| format!("--older-than: `{v}` is not a number of days"))?;
-                policy.older_than = Some(Duration::from_secs_f64(days.max(0.0) * 86_400.0));
+                policy.older_than = Some(
+                    trt_cache::prune::parse_days(&value()?)
+                        .map_err(|e| format!("--older-than: {e}"))?,
+                );
             }
-            "--max-size" => policy.max_bytes = Some(parse_size(&value()?)?),
+            "--max-size" => {
+                policy.max_bytes = Some(
+                    trt_cache::prune::parse_size(&value()?)
+                        .map_err(|e| format!("--max-size: {e}"))?,
+                );
+            }
             "--dry-run" => dry_run = true,
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
@@ -144,24 +146,37 @@ pub(crate) fn cache(args: &[String]) -> Result {
             Ok(())
         }
         "verify" => {
-            let mut bad = 0;
+            let (mut bad, mut missing, mut unreachable) = (0, 0, 0);
             for e in &entries {
                 match tier.verify(&e.key) {
-                    Ok(()) => println!("ok       {}", e.key),
-                    Err(err) => {
+                    Verdict::Ok => println!("ok           {}", e.key),
+                    Verdict::Missing => {
+                        missing += 1;
+                        println!("MISSING      {} (listed, but gone when read)", e.key);
+                    }
+                    Verdict::Corrupt(err) => {
                         bad += 1;
-                        println!("CORRUPT  {}: {err}", e.key);
+                        println!("CORRUPT      {}: {err}", e.key);
+                    }
+                    Verdict::Unreachable(err) => {
+                        unreachable += 1;
+                        println!("UNREACHABLE  {}: {err}", e.key);
                     }
                 }
             }
             println!(
-                "{} entries verified in {}, {bad} corrupt",
+                "{} entries in {}: {} ok, {bad} corrupt, {missing} missing, {unreachable} not verified (unreachable)",
                 entries.len(),
-                tier.describe()
+                tier.describe(),
+                entries.len() - bad - missing - unreachable
             );
             if bad > 0 {
                 Err(format!(
                     "{bad} corrupt entries (`cargo xtask cache prune` does not remove them; delete them or let the next build replace them)"
+                ))
+            } else if unreachable > 0 {
+                Err(format!(
+                    "{unreachable} entries could not be read: nothing was verified for them (check the remote and run again)"
                 ))
             } else {
                 Ok(())
