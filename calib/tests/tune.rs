@@ -206,7 +206,9 @@ fn a_target_that_cannot_be_met_fails_with_the_table() {
     .unwrap_err()
     .to_string();
     assert!(
-        e.contains("min cosine >= 0.999 is not met") && e.contains("at most 0 of 2"),
+        e.contains("min cosine >= 0.999 is not met")
+            && e.contains("0 of 2 quantized nodes in float")
+            && e.contains("at most 0"),
         "{e}"
     );
     // Without held-out samples there is nothing to measure.
