@@ -146,6 +146,53 @@ fn warm_cache_or_prebuilt_directory_builds_without_tensorrt() {
     assert!(e.message().contains("model `seed`"), "{e}");
 }
 
+/// Signed entries: what a build machine signs, a consumer that requires signatures takes from
+/// the prebuilt directory; an unsigned entry or one signed by another key is refused there,
+/// naming the entry and why.
+#[test]
+fn entries_are_signed_and_unsigned_or_untrusted_ones_are_refused() {
+    use trt_cache::{SIGNATURE, SigningKey, TrustPolicy};
+    let f = Fixture::new();
+    let no_libs = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_seed([3; 32]);
+    let signed = f
+        .builder(&f.path("out"), &f.path("cache"))
+        .cache_signing_key(SigningKey::from_hex(&key.seed_hex()).unwrap())
+        .try_build()
+        .unwrap()
+        .remove(0);
+    assert!(signed.entry.join(SIGNATURE).is_file());
+    let unsigned = f
+        .builder(&f.path("out-u"), &f.path("cache-u"))
+        .try_build()
+        .unwrap()
+        .remove(0);
+    let consume = |entry: &std::path::Path, trusted: &str, tag: &str| {
+        let prebuilt = f.path(&format!("prebuilt-{tag}"));
+        copy_dir(entry, &prebuilt.join(&signed.manifest.cache_key));
+        f.builder(
+            &f.path(&format!("out-{tag}")),
+            &f.path(&format!("cache-{tag}")),
+        )
+        .tensorrt_lib_dir(no_libs.path())
+        .prebuilt_dir(&prebuilt)
+        .cache_trust(TrustPolicy::new(&[trusted], true).unwrap())
+        .try_build()
+    };
+    let ok = consume(&signed.entry, &key.public_key_hex(), "ok")
+        .unwrap()
+        .remove(0);
+    assert!(ok.cache_hit);
+    let stranger = SigningKey::from_seed([4; 32]).public_key_hex();
+    let e = consume(&signed.entry, &stranger, "stranger").unwrap_err();
+    assert!(e.message().contains("not a trusted key"), "{e}");
+    let e = consume(&unsigned.entry, &key.public_key_hex(), "unsigned").unwrap_err();
+    assert!(
+        e.message().contains("not signed") && e.message().contains("prebuilt"),
+        "{e}"
+    );
+}
+
 #[test]
 fn corrupt_cache_entry_is_detected_and_rebuilt() {
     let f = Fixture::new();

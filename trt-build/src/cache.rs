@@ -6,7 +6,7 @@
 #[cfg(feature = "remote-cache")]
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use trt_cache::{Entry, ErrorKind, LocalCache, StoredEntry};
+use trt_cache::{Entry, ErrorKind, LocalCache, SigningKey, StoredEntry, TrustPolicy};
 #[cfg(feature = "remote-cache")]
 use trt_cache::{Mode, Published, Remote};
 
@@ -118,6 +118,35 @@ pub(crate) struct Tiers<'a> {
     pub(crate) local: LocalCache,
     pub(crate) remote: Option<&'a RemoteTier>,
     pub(crate) prebuilt: Option<LocalCache>,
+    /// Which signatures entries from the remote and the prebuilt directory must carry.
+    pub(crate) trust: TrustPolicy,
+    /// Signs what is built here (before it is published and stored).
+    pub(crate) signer: Option<std::sync::Arc<SigningKey>>,
+}
+
+/// The signing key `TRT_BUILD_CACHE_SIGNING_KEY` names: 64 hex digits, or a file holding them.
+pub(crate) fn signing_key(value: Option<String>) -> Result<Option<SigningKey>, Error> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let text = if value.trim().len() == 64 && value.trim().bytes().all(|b| b.is_ascii_hexdigit()) {
+        value
+    } else {
+        std::fs::read_to_string(&value).map_err(|e| {
+            Error::new(
+                crate::error::Kind::Declaration,
+                format!(
+                    "TRT_BUILD_CACHE_SIGNING_KEY is neither 64 hex digits nor a readable file: {e}"
+                ),
+            )
+        })?
+    };
+    SigningKey::from_hex(&text).map(Some).map_err(|e| {
+        Error::new(
+            crate::error::Kind::Declaration,
+            format!("TRT_BUILD_CACHE_SIGNING_KEY: {e}"),
+        )
+    })
 }
 
 /// What a lookup found.
@@ -153,7 +182,14 @@ impl Tiers<'_> {
         }
         #[cfg(feature = "remote-cache")]
         if let Some(tier) = self.remote {
-            match tier.remote.fetch(key) {
+            match tier.remote.fetch(key).and_then(|found| match found {
+                // Engines run native code: a remote entry must carry the signatures asked for.
+                Some((entry, transfer)) => self
+                    .trust
+                    .check_entry(&entry)
+                    .map(|_| Some((entry, transfer))),
+                None => Ok(None),
+            }) {
                 Ok(Some((entry, transfer))) => {
                     let entry = self.store(model, &entry)?;
                     return Ok(Some(Found {
@@ -182,15 +218,23 @@ impl Tiers<'_> {
                         ),
                     ));
                 }
-                Err(e) if e.kind() == ErrorKind::Corrupt => cargo.warning(&format!(
-                    "trt-build: {model}: remote cache entry failed verification and is rebuilt: {e}"
-                )),
+                Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::Untrusted) => {
+                    cargo.warning(&format!(
+                        "trt-build: {model}: remote cache entry failed verification and is rebuilt: {e}"
+                    ))
+                }
                 Err(e) => tier.warn_once(cargo, model, &e),
             }
         }
         if let Some(prebuilt) = &self.prebuilt
             && let Ok(Some(entry)) = prebuilt.lookup(key, false)
         {
+            if let Err(e) = entry.load().and_then(|e| self.trust.check_entry(&e)) {
+                return Err(Error::new(
+                    crate::error::Kind::Missing,
+                    format!("model `{model}`: the prebuilt entry {key} is refused: {e}"),
+                ));
+            }
             return Ok(Some(Found {
                 entry,
                 origin: Origin::Prebuilt,
@@ -209,6 +253,12 @@ impl Tiers<'_> {
         built: Entry,
         cargo: &CargoOutput,
     ) -> Result<Found, Error> {
+        let built = match &self.signer {
+            Some(signer) => signer
+                .sign(&built)
+                .map_err(|e| Error::io(format!("model `{model}`: signing the entry"), e))?,
+            None => built,
+        };
         #[cfg(not(feature = "remote-cache"))]
         let (entry, note) = (built, "built".to_string());
         #[cfg(feature = "remote-cache")]
@@ -219,13 +269,21 @@ impl Tiers<'_> {
                     built,
                     format!("built and uploaded ({}, {t})", tier.remote.backend()),
                 ),
-                Ok(Published::Existing(winner, t)) => (
-                    *winner,
-                    format!(
-                        "built, but another machine published this key first: using its entry ({}, {t})",
-                        tier.remote.backend()
+                Ok(Published::Existing(winner, t)) => match self.trust.check_entry(&winner) {
+                    Ok(_) => (
+                        *winner,
+                        format!(
+                            "built, but another machine published this key first: using its entry ({}, {t})",
+                            tier.remote.backend()
+                        ),
                     ),
-                ),
+                    Err(e) => {
+                        cargo.warning(&format!(
+                            "trt-build: {model}: the entry another machine published is refused, using the one built here: {e}"
+                        ));
+                        (built, "built (the remote's entry is untrusted)".into())
+                    }
+                },
                 Ok(Published::ReadOnly) => (built, "built (remote cache is read-only)".into()),
                 Err(e) => {
                     tier.warn_once(cargo, model, &e);

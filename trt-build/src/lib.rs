@@ -367,6 +367,8 @@ pub struct Builder {
     embed_onnx: bool,
     tensorrt_lib_dir: Option<PathBuf>,
     flavor: Option<tensorrt_sys::Flavor>,
+    trust: Option<trt_cache::TrustPolicy>,
+    signer: Option<std::sync::Arc<trt_cache::SigningKey>>,
 }
 
 impl Default for Builder {
@@ -390,6 +392,8 @@ impl Builder {
             embed_onnx: true,
             tensorrt_lib_dir: None,
             flavor: None,
+            trust: None,
+            signer: None,
         }
     }
 
@@ -418,6 +422,22 @@ impl Builder {
     /// directory).
     pub fn cache_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
         self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// The signatures entries from the remote cache and the prebuilt directory must carry
+    /// (default: `TRT_BUILD_CACHE_TRUSTED_KEYS`, `TRT_BUILD_CACHE_REQUIRE_SIGNED`; see
+    /// `trt_cache::signing`). An entry refused from the remote is rebuilt here (with a
+    /// warning); one refused from the prebuilt directory is an error.
+    pub fn cache_trust(&mut self, policy: trt_cache::TrustPolicy) -> &mut Self {
+        self.trust = Some(policy);
+        self
+    }
+
+    /// Signs the entries built here before they are published and stored (default:
+    /// `TRT_BUILD_CACHE_SIGNING_KEY`).
+    pub fn cache_signing_key(&mut self, key: trt_cache::SigningKey) -> &mut Self {
+        self.signer = Some(std::sync::Arc::new(key));
         self
     }
 
@@ -567,10 +587,24 @@ impl Builder {
             .map_err(|e| Error::new(Kind::Declaration, e.to_string()))?,
         };
         let remote = cache::RemoteTier::open(remote_config, &cargo)?;
+        let env = |v: &str| cargo.env(v).map(|s| s.to_string_lossy().into_owned());
+        let trust = match &self.trust {
+            Some(t) => t.clone(),
+            None => trt_cache::TrustPolicy::from_env(env)
+                .map_err(|e| Error::new(Kind::Declaration, e.to_string()))?,
+        };
+        let signer = match &self.signer {
+            Some(k) => Some(k.clone()),
+            None => {
+                cache::signing_key(env("TRT_BUILD_CACHE_SIGNING_KEY"))?.map(std::sync::Arc::new)
+            }
+        };
         let tiers = cache::Tiers {
             local: trt_cache::LocalCache::new(cache_dir),
             remote: remote.as_ref(),
             prebuilt: prebuilt.map(trt_cache::LocalCache::new),
+            trust,
+            signer,
         };
         for var in [
             "TENSORRT_LIB_DIR",

@@ -20,6 +20,8 @@ pub enum ErrorKind {
     Unsupported,
     /// A local file could not be read or written.
     Io,
+    /// An entry's signature is missing (where required), invalid, or by a key not trusted.
+    Untrusted,
 }
 
 /// A cache failure: what is at fault (entry key, directory or remote) and why.

@@ -27,6 +27,7 @@ mod local;
 pub mod prune;
 #[cfg(feature = "remote")]
 mod remote;
+pub mod signing;
 
 pub use config::{DEFAULT_TIMEOUT, ENV_VARS, Mode, RemoteConfig};
 pub use entry::{
@@ -37,3 +38,4 @@ pub use local::{EntryInfo, LocalCache, StoredEntry};
 pub use prune::PrunePolicy;
 #[cfg(feature = "remote")]
 pub use remote::{Published, Remote, Transfer};
+pub use signing::{SIGNATURE, SigningKey, Trust, TrustPolicy};

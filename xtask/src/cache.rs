@@ -10,7 +10,7 @@ use trt_cache::{EntryInfo, LocalCache, PrunePolicy, Remote, RemoteConfig};
 
 use crate::{Result, root};
 
-const USAGE: &str = "usage: cargo xtask cache <list|verify|prune> [--dir DIR | --remote URL] [--older-than DAYS] [--max-size SIZE[K|M|G]] [--dry-run]";
+const USAGE: &str = "usage: cargo xtask cache keygen | cargo xtask cache <list|verify|prune> [--dir DIR | --remote URL] [--older-than DAYS] [--max-size SIZE[K|M|G]] [--dry-run]";
 
 /// The outcome of verifying one entry.
 enum Verdict {
@@ -71,9 +71,31 @@ fn age(t: Option<SystemTime>) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// `cargo xtask cache keygen`: a new Ed25519 key pair for signing entries.
+fn keygen() -> Result {
+    use std::io::Read;
+    let mut seed = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut seed))
+        .map_err(|e| format!("reading /dev/urandom: {e}"))?;
+    let key = trt_cache::SigningKey::from_seed(seed);
+    println!(
+        "secret (TRT_BUILD_CACHE_SIGNING_KEY, on build machines only): {}",
+        key.seed_hex()
+    );
+    println!(
+        "public (TRT_BUILD_CACHE_TRUSTED_KEYS, everywhere): {}",
+        key.public_key_hex()
+    );
+    Ok(())
+}
+
 pub(crate) fn cache(args: &[String]) -> Result {
     let mut it = args.iter();
     let action = it.next().ok_or(USAGE)?.clone();
+    if action == "keygen" {
+        return keygen();
+    }
     let (mut dir, mut remote, mut policy, mut dry_run) =
         (None, None, PrunePolicy::default(), false);
     while let Some(a) = it.next() {
