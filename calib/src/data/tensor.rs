@@ -314,7 +314,9 @@ pub(super) fn read_npz_entry(
 ) -> std::result::Result<HostTensor, String> {
     let entry = npz.by_name(name).map_err(|e| e.to_string())?;
     // Compressed (np.savez_compressed) or stored: the entry reader inflates as it goes, and
-    // read_checked never reads past what the header declares.
-    let bytes = crate::npy::read_checked(entry, None)?;
+    // read_checked never reads past what the header declares; the header is checked against
+    // the size the archive declares for the entry before any payload is inflated.
+    let declared = entry.size();
+    let bytes = crate::npy::read_checked(entry, Some(declared))?;
     Ok(read_as!(elem, T => nd::ArrayD::<T>::read_npy(&bytes[..]).map_err(npy_error)))
 }
