@@ -96,30 +96,9 @@ fn outputs_never_alias_inputs_and_nothing_is_written_when_a_check_fails() {
 
 /// `two_input_model` with `conv.weight` moved to external data at `location`.
 fn external_model(folder: &Path, location: &str, length: Option<usize>) -> PathBuf {
-    let mut m = test_support::synth::two_input_model();
-    let w = m
-        .graph_mut()
-        .initializer
-        .iter_mut()
-        .find(|t| t.name == "conv.weight")
-        .unwrap();
-    let bytes = std::mem::take(&mut w.raw_data);
-    w.data_location = Some(1);
-    w.external_data = vec![pb::StringStringEntryProto {
-        key: "location".into(),
-        value: location.into(),
-    }];
-    if let Some(n) = length {
-        w.external_data.push(pb::StringStringEntryProto {
-            key: "length".into(),
-            value: n.to_string(),
-        });
-    }
-    std::fs::create_dir_all(folder).unwrap();
-    std::fs::write(folder.join("weights.bin"), bytes).unwrap();
-    let path = folder.join("model.onnx");
-    std::fs::write(&path, m.to_bytes()).unwrap();
-    path
+    let length = length.map(|n| n.to_string());
+    let fields: Vec<(&str, &str)> = length.iter().map(|n| ("length", n.as_str())).collect();
+    common::external_model(folder, location, &fields, 0)
 }
 
 #[test]

@@ -10,7 +10,6 @@ use std::path::Path;
 
 use calib::Model;
 use common::{quantize, setup, trt_calib};
-use tract_onnx::pb;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -91,31 +90,9 @@ fn a_fifo_as_the_model_or_its_external_data_is_refused_instead_of_hanging() {
     assert!(e.contains("FIFO"), "{e}");
 }
 
-/// The two-input model with `conv.weight` in `weights.bin` and these external-data fields.
+/// The two-input model with `conv.weight` at byte 64 of `weights.bin` and these fields.
 fn external(folder: &Path, fields: &[(&str, &str)]) -> std::path::PathBuf {
-    let mut m = test_support::synth::two_input_model();
-    let w = m
-        .graph_mut()
-        .initializer
-        .iter_mut()
-        .find(|t| t.name == "conv.weight")
-        .unwrap();
-    let bytes = std::mem::take(&mut w.raw_data);
-    w.data_location = Some(1);
-    w.external_data = std::iter::once(("location", "weights.bin"))
-        .chain(fields.iter().copied())
-        .map(|(k, v)| pb::StringStringEntryProto {
-            key: k.into(),
-            value: v.into(),
-        })
-        .collect();
-    std::fs::create_dir_all(folder).unwrap();
-    let mut padded = vec![0u8; 64];
-    padded.extend(bytes);
-    std::fs::write(folder.join("weights.bin"), padded).unwrap();
-    let path = folder.join("model.onnx");
-    std::fs::write(&path, m.to_bytes()).unwrap();
-    path
+    common::external_model(folder, "weights.bin", fields, 64)
 }
 
 #[test]

@@ -123,6 +123,19 @@ fn run(cmd: &mut Command) -> Result {
     }
 }
 
+/// Runs `cmd` whatever its outcome and returns what it printed (for a message).
+fn output_status(cmd: &mut Command) -> String {
+    eprintln!("xtask: running {cmd:?}");
+    match cmd.output() {
+        Ok(out) => format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => format!("could not start {cmd:?}: {e}"),
+    }
+}
+
 fn output(cmd: &mut Command) -> Result<Vec<u8>> {
     let out = cmd
         .output()
@@ -390,31 +403,38 @@ fn copy_dir(from: &Path, to: &Path) -> Result {
     Ok(())
 }
 
-/// The example application's data step: the FP32 model, calibration samples and the runs'
-/// inputs with their FP32 outputs, into `example-app/data/` (what an application has on disk
-/// before `cargo build`; see `test-support/src/bin/example-data.rs`).
-fn example_data() -> Result {
-    let root = root();
-    run(cargo()
-        .current_dir(&root)
-        .args([
-            "run",
-            "--quiet",
-            "--package",
-            "test-support",
-            "--bin",
-            "example-data",
-            "--",
-        ])
-        .arg(root.join("example-app").join("data")))
+/// Cargo's target directory.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
 }
 
+/// The example application's data step: the FP32 model, calibration samples and the runs'
+/// inputs with their FP32 outputs, into `example-app/data/` (what an application has on disk
+/// before `cargo build`; see `test-support/src/bin/example-data.rs`). Runs the binary that
+/// the caller built.
+fn example_data() -> Result {
+    let bin = target_dir().join("debug").join("example-data");
+    run(Command::new(&bin).arg(root().join("example-app").join("data")))
+}
+
+/// The packages the example command builds, in one selection: the data step's binary and the
+/// application share every compiled dependency (Cargo resolves features per selection, so
+/// building them one package at a time would compile the dependency tree twice).
+const EXAMPLE_PACKAGES: [&str; 4] = ["--package", "test-support", "--package", "example-app"];
+
 fn example(args: &[String]) -> Result {
-    example_data()?;
-    run(cargo()
-        .current_dir(root())
-        .args(["run", "--package", "example-app", "--"])
-        .args(args))
+    let root = root();
+    for bin in ["example-data", "example-app"] {
+        run(cargo()
+            .current_dir(&root)
+            .args(["build", "--quiet"])
+            .args(EXAMPLE_PACKAGES)
+            .args(["--bin", bin]))?;
+        if bin == "example-data" {
+            example_data()?;
+        }
+    }
+    run(Command::new(target_dir().join("debug").join("example-app")).args(args))
 }
 
 fn test() -> Result {
@@ -468,6 +488,22 @@ fn test() -> Result {
     //    suite), then the documentation with warnings as errors. Clippy's and rustdoc's builds
     //    of the dependencies are the same check builds, made once.
     run(cargo().current_dir(&root).args(["fmt", "--all", "--check"]))?;
+    // Everything `cargo test --workspace` compiles, compiled once now with its package and
+    // feature selection, which gives the example's data step its binary without a second
+    // build of the dependency tree. Only example-app waits (its build script needs the data):
+    // `--keep-going` builds the rest, and a real error shows again in the steps below.
+    let built = output_status(cargo().current_dir(&root).args([
+        "build",
+        "--quiet",
+        "--workspace",
+        "--all-targets",
+        "--keep-going",
+    ]));
+    if !target_dir().join("debug").join("example-data").is_file() {
+        return Err(format!(
+            "the workspace did not build far enough for the example's data step:\n{built}"
+        ));
+    }
     example_data()?;
     for args in [
         &["--workspace", "--all-targets"][..],
