@@ -8,6 +8,8 @@
 //! - [`model`]: ONNX read/write with `tract-onnx`'s prost types, external data in and out
 //!   (confined to the model's folder), inputs/outputs with symbolic dims kept symbolic, and
 //!   [`write_atomic`], the workspace's one atomic file write.
+//! - [`files`]: the file-system rules (atomic writes that never replace a link, device or
+//!   FIFO; regular files only on reads; external data confined to its folder).
 //! - [`check`]: structural checks of a graph before any engine sees it.
 //! - [`infer`]: [`CpuModel`], concrete-shape tract plans (intermediate tensors streamed to
 //!   the caller), onnxruntime ([`onnxruntime`]) where tract cannot run a model, and the
@@ -20,6 +22,7 @@
 pub mod check;
 mod choice;
 mod error;
+pub mod files;
 pub mod infer;
 pub mod model;
 pub mod onnxruntime;

@@ -37,6 +37,7 @@ use std::process::{Command, ExitCode};
 
 mod bench;
 mod cache;
+mod example;
 mod servers;
 
 #[cfg(feature = "bindgen")]
@@ -77,7 +78,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("setup") => setup().map(|_| ()),
-        Some("example") => setup().and_then(|_| example(&args[1..])),
+        Some("example") => setup().and_then(|_| example::example(&args[1..])),
         Some("test") => setup().and_then(|_| test()),
         Some("setup-servers") => servers::setup_servers().map(|_| ()),
         Some("cache") => cache::cache(&args[1..]),
@@ -403,40 +404,6 @@ fn copy_dir(from: &Path, to: &Path) -> Result {
     Ok(())
 }
 
-/// Cargo's target directory.
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
-}
-
-/// The example application's data step: the FP32 model, calibration samples and the runs'
-/// inputs with their FP32 outputs, into `example-app/data/` (what an application has on disk
-/// before `cargo build`; see `test-support/src/bin/example-data.rs`). Runs the binary that
-/// the caller built.
-fn example_data() -> Result {
-    let bin = target_dir().join("debug").join("example-data");
-    run(Command::new(&bin).arg(root().join("example-app").join("data")))
-}
-
-/// The packages the example command builds, in one selection: the data step's binary and the
-/// application share every compiled dependency (Cargo resolves features per selection, so
-/// building them one package at a time would compile the dependency tree twice).
-const EXAMPLE_PACKAGES: [&str; 4] = ["--package", "test-support", "--package", "example-app"];
-
-fn example(args: &[String]) -> Result {
-    let root = root();
-    for bin in ["example-data", "example-app"] {
-        run(cargo()
-            .current_dir(&root)
-            .args(["build", "--quiet"])
-            .args(EXAMPLE_PACKAGES)
-            .args(["--bin", bin]))?;
-        if bin == "example-data" {
-            example_data()?;
-        }
-    }
-    run(Command::new(target_dir().join("debug").join("example-app")).args(args))
-}
-
 fn test() -> Result {
     let root = root();
     let provisioned = setup()?;
@@ -499,12 +466,16 @@ fn test() -> Result {
         "--all-targets",
         "--keep-going",
     ]));
-    if !target_dir().join("debug").join("example-data").is_file() {
+    if !example::target_dir()
+        .join("debug")
+        .join("example-data")
+        .is_file()
+    {
         return Err(format!(
             "the workspace did not build far enough for the example's data step:\n{built}"
         ));
     }
-    example_data()?;
+    example::example_data()?;
     for args in [
         &["--workspace", "--all-targets"][..],
         &["--package", "trt-runtime", "--no-default-features"],
