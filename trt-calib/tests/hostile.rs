@@ -9,13 +9,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use calib::{HostTensor, Model, Sample};
-use common::{PROFILE, quantize, setup, trt_calib};
+use common::{PROFILE, assert_refused, quantize, s, setup, trt_calib};
 use test_support::synth::seed_samples;
 use tract_onnx::pb;
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// `trt-calib quantize` with explicit paths (the helper's `--out` is fixed).
 fn quantize_to(dir: &Path, out: &Path, extra: &[&str]) -> (bool, String) {
@@ -32,17 +28,6 @@ fn quantize_to(dir: &Path, out: &Path, extra: &[&str]) -> (bool, String) {
     args.extend(PROFILE);
     args.extend(extra);
     trt_calib(&args)
-}
-
-fn assert_refused(ok: bool, out: &str, needles: &[&str]) {
-    assert!(!ok, "accepted (expected {needles:?}):\n{out}");
-    for n in needles {
-        assert!(out.contains(n), "missing '{n}' in:\n{out}");
-    }
-    assert!(
-        !out.contains("panicked"),
-        "a panic reached the user:\n{out}"
-    );
 }
 
 #[test]

@@ -9,22 +9,7 @@ mod common;
 use std::path::Path;
 
 use calib::Model;
-use common::{quantize, setup, trt_calib};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn refused(ok: bool, out: &str, needles: &[&str]) {
-    assert!(!ok, "accepted (expected {needles:?}):\n{out}");
-    for n in needles {
-        assert!(out.contains(n), "missing '{n}' in:\n{out}");
-    }
-    assert!(
-        !out.contains("panicked"),
-        "a panic reached the user:\n{out}"
-    );
-}
+use common::{assert_refused as refused, quantize, s, setup, trt_calib};
 
 fn mkfifo(path: &Path) {
     let made = std::process::Command::new("mkfifo")

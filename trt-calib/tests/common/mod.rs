@@ -101,3 +101,20 @@ pub fn external_model(
     std::fs::write(&path, m.to_bytes()).unwrap();
     path
 }
+
+/// A path as `&str` (the tests' paths are UTF-8).
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The run failed, its output names every needle, and no panic reached the user.
+pub fn assert_refused(ok: bool, out: &str, needles: &[&str]) {
+    assert!(!ok, "accepted (expected {needles:?}):\n{out}");
+    for n in needles {
+        assert!(out.contains(n), "missing '{n}' in:\n{out}");
+    }
+    assert!(
+        !out.contains("panicked"),
+        "a panic reached the user:\n{out}"
+    );
+}
