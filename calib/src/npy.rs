@@ -120,7 +120,15 @@ pub(crate) fn read_header(r: &mut impl Read) -> Result<Header, String> {
 
 /// Reads a whole `.npy` (from a file of `total` bytes, or an archive entry) after checking
 /// that its data is exactly what the header declares; returns the bytes for the array reader.
-pub(crate) fn read_checked(mut r: impl Read, total: Option<u64>) -> Result<Vec<u8>, String> {
+///
+/// With `input`, the header's shape must be one the model input can take (its rank and every
+/// fixed extent): a compressed archive entry declaring a huge array for a small input is
+/// refused before anything is inflated.
+pub(crate) fn read_checked(
+    mut r: impl Read,
+    total: Option<u64>,
+    input: Option<&crate::model::TensorInfo>,
+) -> Result<Vec<u8>, String> {
     let mut head = Vec::new();
     let header = read_header(
         &mut (&mut r)
@@ -128,6 +136,29 @@ pub(crate) fn read_checked(mut r: impl Read, total: Option<u64>) -> Result<Vec<u
             .inspect(&mut head),
     )?;
     let payload = header.payload_bytes()?;
+    if let Some(input) = input.filter(|i| !i.dims.is_empty()) {
+        let takes = format!("input '{}' takes {}", input.name, input.shape_string());
+        let refuse = |why: String| {
+            Err(format!(
+                "the header declares shape {:?}: {why} ({takes}); nothing past the header was read",
+                header.shape
+            ))
+        };
+        if header.shape.len() != input.dims.len() {
+            return refuse(format!(
+                "rank {} but the model's input has rank {}",
+                header.shape.len(),
+                input.dims.len()
+            ));
+        }
+        for (axis, (&n, d)) in header.shape.iter().zip(&input.dims).enumerate() {
+            if let Some(f) = d.fixed().filter(|&f| u64::try_from(f) != Ok(n as u64)) {
+                return refuse(format!(
+                    "dimension {axis} is {n} but the model fixes it to {f}"
+                ));
+            }
+        }
+    }
     if let Some(total) = total {
         let have = total.saturating_sub(header.data_offset as u64);
         if have != payload {
@@ -202,12 +233,12 @@ mod tests {
             "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000,), }",
             &[0; 8],
         );
-        let e = read_checked(&f[..], Some(f.len() as u64)).unwrap_err();
+        let e = read_checked(&f[..], Some(f.len() as u64), None).unwrap_err();
         assert!(
             e.contains("above the") && e.contains("1000000000000"),
             "{e}"
         );
-        let e = read_checked(&f[..], None).unwrap_err();
+        let e = read_checked(&f[..], None, None).unwrap_err();
         assert!(e.contains("limit"), "{e}");
     }
 
@@ -217,24 +248,27 @@ mod tests {
             "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }",
             &[0; 8],
         );
-        let e = read_checked(&f[..], Some(f.len() as u64)).unwrap_err();
+        let e = read_checked(&f[..], Some(f.len() as u64), None).unwrap_err();
         assert!(
             e.contains("12 bytes of data") && e.contains("holds 8"),
             "{e}"
         );
-        let e = read_checked(&f[..], None).unwrap_err();
+        let e = read_checked(&f[..], None, None).unwrap_err();
         assert!(e.contains("but 8 follow"), "{e}");
         let ok = npy(
             "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }",
             &[0; 8],
         );
-        assert_eq!(read_checked(&ok[..], Some(ok.len() as u64)).unwrap(), ok);
+        assert_eq!(
+            read_checked(&ok[..], Some(ok.len() as u64), None).unwrap(),
+            ok
+        );
         let overflow = npy(
             "{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296, 16), }",
             &[],
         );
         assert!(
-            read_checked(&overflow[..], None)
+            read_checked(&overflow[..], None, None)
                 .unwrap_err()
                 .contains("overflows")
         );

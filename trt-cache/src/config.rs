@@ -269,7 +269,25 @@ pub(crate) fn redact(raw: &str) -> String {
             }
             u.to_string()
         }
-        Err(_) => redact_userinfo(raw),
+        // Unparsable: the part before the query as above, and every query value decoded and
+        // stripped of user information, as for a parsed URL.
+        Err(_) => match raw.split_once('?') {
+            Some((base, query)) => {
+                let (query, fragment) = query.split_once('#').unwrap_or((query, ""));
+                let pairs = url::form_urlencoded::parse(query.as_bytes())
+                    .map(|(k, v)| (k.into_owned(), redact_userinfo(&v)));
+                let query = url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(pairs)
+                    .finish();
+                let fragment = if fragment.is_empty() {
+                    String::new()
+                } else {
+                    format!("#{}", redact_userinfo(fragment))
+                };
+                format!("{}?{query}{fragment}", redact_userinfo(base))
+            }
+            None => redact_userinfo(raw),
+        },
     };
     escape_controls(&text)
 }
@@ -409,6 +427,16 @@ mod tests {
             (
                 "s3://bucket/p?endpoint=http%3A%2F%2FAKIA%3As3cr3tKey%40127.0.0.1%3A9000",
                 "s3cr3tKey",
+            ),
+            // Found by the url-secrets fuzz target: a URL that does not parse (a bad port)
+            // with a credential inside a query value.
+            (
+                "webdav+https://cache.e:99999999xample/b?endpoint=http://k:S3CR3Tz9@h:9000&r=x",
+                "S3CR3Tz9",
+            ),
+            (
+                "s3://h:99999999/p?endpoint=http%3A%2F%2Fk%3AS3CR3Tz9%40h#http://a:S3CR3Tz9@e",
+                "S3CR3Tz9",
             ),
         ] {
             let c = RemoteConfig::new(url);

@@ -214,10 +214,22 @@ impl Entry {
     ///
     /// [`ErrorKind::Corrupt`](crate::ErrorKind::Corrupt) naming the key and what failed.
     pub fn from_archive(key: &str, archive: &[u8]) -> Result<Entry, Error> {
+        Entry::read_archive(key, archive, archive.len() as u64)
+    }
+
+    /// [`Entry::from_archive`] reading the archive from `reader` (a downloaded file, say),
+    /// whose length is `len` bytes: no member may claim more than the bytes left, so a
+    /// hostile header never makes us allocate more than the archive holds.
+    ///
+    /// # Errors
+    ///
+    /// As [`Entry::from_archive`]; a read failure is reported as corrupt, with its cause.
+    pub fn read_archive(key: &str, reader: impl Read, len: u64) -> Result<Entry, Error> {
+        let archive_len = len;
         check_key(key)?;
         let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         let mut index_bytes = None;
-        let mut reader = tar::Archive::new(archive);
+        let mut reader = tar::Archive::new(reader);
         let entries = reader
             .entries()
             .map_err(|e| Error::corrupt(key, format!("not a tar archive: {e}")))?;
@@ -243,7 +255,7 @@ impl Entry {
             }
             let size = item.header().size().unwrap_or(u64::MAX);
             total = total.saturating_add(size);
-            if size > archive.len() as u64 || total > MAX_ENTRY_BYTES {
+            if size > archive_len || total > archive_len || total > MAX_ENTRY_BYTES {
                 return Err(Error::corrupt(
                     key,
                     format!("archive member {name} claims {size} bytes"),

@@ -66,11 +66,17 @@ pub fn parse_days(text: &str) -> Result<Duration, String> {
             "`{text}` days: an age must be a number above 0 and at most {MAX_AGE_DAYS} days"
         ));
     }
+    // An age that rounds to nothing (`7e-308`) would select every entry: refused like 0.
+    if days * 86_400.0 < 1.0 {
+        return Err(format!(
+            "`{text}` days is under one second, which would select every entry; give an age of at least one second (0.0000116 days)"
+        ));
+    }
     Ok(Duration::from_secs_f64(days * 86_400.0))
 }
 
-/// Parses a size (`--max-size 10G`, `512M`, `100000`): a finite, non-negative number with an
-/// optional unit (B, K, M, G, T; KB/KiB… alike, powers of 1024) that fits in 64 bits.
+/// Parses a size (`--max-size 10G`, `512M`, `100000`): a finite number of at least one byte
+/// with an optional unit (B, K, M, G, T; KB/KiB… alike, powers of 1024) that fits in 64 bits.
 ///
 /// # Errors
 ///
@@ -105,6 +111,12 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let bytes = n * scale as f64;
     if !(bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64) {
         return Err(format!("`{text}` is out of range (at most 16 EiB)"));
+    }
+    // A limit below one byte (`0`, `0.2`) would select every entry: never from a typo.
+    if bytes < 1.0 {
+        return Err(format!(
+            "`{text}` is below one byte, which would remove every entry; to empty a cache, delete its folder"
+        ));
     }
     Ok(bytes as u64)
 }
@@ -162,17 +174,17 @@ mod tests {
             "NaN", "nan", "-5", "0", "-0", "inf", "1e30", "", "5d", "36501",
         ] {
             assert!(parse_days(bad).is_err(), "{bad} accepted as an age");
+            assert!(parse_days("7e-308").is_err());
         }
         assert_eq!(parse_days("30").unwrap(), Duration::from_secs(30 * 86_400));
         assert_eq!(parse_days("0.5").unwrap(), Duration::from_secs(43_200));
         for bad in [
-            "-1G", "-1", "NaN", "inf", "1e30", "1e30G", "G", "", "10X", "1.5.2M", "+3M",
+            "-1G", "-1", "NaN", "inf", "1e30", "1e30G", "G", "", "10X", "1.5.2M", "+3M", "0", "0.2",
         ] {
             assert!(parse_size(bad).is_err(), "{bad} accepted as a size");
         }
         assert_eq!(parse_size("10G").unwrap(), 10 << 30);
         assert_eq!(parse_size("1.5k").unwrap(), 1536);
-        assert_eq!(parse_size("0").unwrap(), 0);
         assert_eq!(parse_size("2T").unwrap(), 2 << 40);
     }
 }

@@ -260,6 +260,33 @@ fn npy_and_npz_memory_bombs_are_refused_before_allocating() {
 }
 
 #[test]
+fn an_npz_array_the_input_cannot_take_is_refused_before_it_is_inflated() {
+    // A compressed entry whose header (and the archive) agree on a shape the model input
+    // cannot take: refused by the header against the input's rank and fixed extents, before
+    // the payload is inflated (it used to be read whole and refused after).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.npz");
+    let mut npz = ndarray_npy::NpzWriter::new_compressed(std::fs::File::create(&path).unwrap());
+    npz.add_array("y_hat", &ndarray::ArrayD::<f32>::zeros(vec![1, 64, 32, 32]))
+        .unwrap();
+    npz.finish().unwrap();
+    let inputs = test_support::synth::seed_decoder(1).inputs().unwrap();
+    let e = calib::Source::Path(dir.path().into())
+        .load(&calib::data::SampleRef::Npz(path), &inputs)
+        .unwrap_err()
+        .to_string();
+    for needle in [
+        "s.npz",
+        "y_hat",
+        "[1, 64, 32, 32]",
+        "[N, 8, h, w]",
+        "nothing past the header",
+    ] {
+        assert!(e.contains(needle), "missing '{needle}' in: {e}");
+    }
+}
+
+#[test]
 fn compressed_npz_archives_are_read() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -390,4 +417,19 @@ fn a_batch_size_clash_names_both_inputs() {
     s.save_npy_dir(&d.join("data/zz-clash")).unwrap();
     let (ok, out) = quantize(d, &["--hold-out-every", "0"]);
     assert_refused(ok, &out, &["zz-clash", "input 'q'", "'y_hat'", "'N'"]);
+}
+
+#[test]
+fn a_link_to_a_folder_inside_the_data_is_refused_never_walked() {
+    // A link to `/` among the samples used to walk the whole file system for the fingerprint;
+    // a link to a sample folder was read but never fingerprinted. Both are refused, by name.
+    for target in [PathBuf::from("/"), PathBuf::from("s0")] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        setup(d);
+        std::os::unix::fs::symlink(&target, d.join("data/zz-link")).unwrap();
+        let (ok, out) = quantize(d, &[]);
+        assert_refused(ok, &out, &["zz-link", "symbolic link to a folder"]);
+        assert!(!d.join("seed.int8.onnx").exists());
+    }
 }

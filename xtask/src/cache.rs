@@ -233,3 +233,44 @@ pub(crate) fn cache(args: &[String]) -> Result {
         _ => Err(USAGE.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn entry() -> trt_cache::Entry {
+        trt_cache::Entry::new(
+            KEY,
+            [
+                (trt_cache::ENGINE.to_string(), b"engine".to_vec()),
+                (trt_cache::MANIFEST.to_string(), b"{}".to_vec()),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn verdicts_tell_ok_missing_corrupt_and_unreachable_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = Tier::Local(LocalCache::new(dir.path()));
+        assert!(matches!(local.verify(KEY), Verdict::Missing));
+        let Tier::Local(cache) = &local else {
+            unreachable!()
+        };
+        let stored = cache.store(&entry()).unwrap();
+        assert!(matches!(local.verify(KEY), Verdict::Ok));
+        std::fs::write(stored.path(trt_cache::ENGINE), b"tampered").unwrap();
+        assert!(matches!(local.verify(KEY), Verdict::Corrupt(why) if why.contains("SHA-256")));
+        // A remote that cannot be reached: unreachable, not corrupt (it used to say CORRUPT).
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let config = RemoteConfig::new(format!("s3://b/p?endpoint=http://127.0.0.1:{port}"))
+            .s3_credentials("a", "b")
+            .with_timeout(std::time::Duration::from_secs(2));
+        let remote = Tier::Remote(Box::new(Remote::open(config).unwrap()));
+        assert!(matches!(remote.verify(KEY), Verdict::Unreachable(_)));
+    }
+}

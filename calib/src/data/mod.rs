@@ -358,6 +358,13 @@ impl Source {
                     })?;
                     if entry.file_type().is_file() {
                         files.push(entry.into_path());
+                    } else if entry.path_is_symlink() {
+                        // A link to a file is read like the file; a link to a folder is
+                        // refused (never walked: a link to `/` would walk the file system).
+                        refuse_linked_folder(entry.path())?;
+                        if entry.path().is_file() {
+                            files.push(entry.into_path());
+                        }
                     }
                 }
                 Ok(files)
@@ -413,7 +420,7 @@ impl Source {
                             ),
                         ));
                     };
-                    let tensor = read_npy_file(&file, input.elem_type).map_err(|m| {
+                    let tensor = read_npy_file(&file, input).map_err(|m| {
                         Error::sample(&id, Some(&name), format!("{}: {m}", file.display()))
                     })?;
                     out.tensors.insert(name, tensor);
@@ -438,7 +445,7 @@ impl Source {
                             format!("array names no model input (inputs: {})", known.join(", ")),
                         ));
                     };
-                    let tensor = read_npz_entry(&mut npz, &entry, input.elem_type)
+                    let tensor = read_npz_entry(&mut npz, &entry, input)
                         .map_err(|m| Error::sample(&id, Some(&name), m))?;
                     out.tensors.insert(name, tensor);
                 }
@@ -446,6 +453,20 @@ impl Source {
             }
         }
     }
+}
+
+/// A symbolic link to a folder inside the data folder is refused: its files would be read
+/// but never walked for the fingerprint (and a link to `/` must not walk the file system).
+fn refuse_linked_folder(p: &Path) -> Result<()> {
+    let is_link = std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
+    if is_link && p.is_dir() {
+        return Err(Error::sample(
+            p.display().to_string(),
+            None,
+            "is a symbolic link to a folder; links to folders inside the data folder are not followed: move or copy the sample folder in, or give the linked folder itself as the data",
+        ));
+    }
+    Ok(())
 }
 
 fn list_path(path: &Path) -> Result<Vec<SampleRef>> {
@@ -466,6 +487,9 @@ fn list_path(path: &Path) -> Result<Vec<SampleRef>> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     entries.sort();
+    for p in &entries {
+        refuse_linked_folder(p)?;
+    }
     Ok(entries
         .into_iter()
         .filter_map(|p| {

@@ -8,7 +8,7 @@ use std::path::Path;
 use ndarray_npy::{ReadNpyExt, ReadableElement};
 use tract_onnx::prelude::{IntoTensor, Tensor, f16, tract_ndarray as nd};
 
-use crate::model::DType;
+use crate::model::{DType, TensorInfo};
 
 /// Host tensor values, by element type.
 #[derive(Debug, Clone, PartialEq)]
@@ -288,9 +288,13 @@ pub(super) fn open_regular(path: &Path) -> std::result::Result<(File, u64), Stri
     Ok((file, meta.len()))
 }
 
-pub(super) fn read_npy_file(path: &Path, elem: DType) -> std::result::Result<HostTensor, String> {
+pub(super) fn read_npy_file(
+    path: &Path,
+    input: &TensorInfo,
+) -> std::result::Result<HostTensor, String> {
     let (file, len) = open_regular(path)?;
-    let bytes = crate::npy::read_checked(BufReader::new(file), Some(len))?;
+    let bytes = crate::npy::read_checked(BufReader::new(file), Some(len), Some(input))?;
+    let elem = input.elem_type;
     Ok(read_as!(elem, T => nd::ArrayD::<T>::read_npy(&bytes[..]).map_err(npy_error)))
 }
 
@@ -302,7 +306,7 @@ impl HostTensor {
     ///
     /// A sentence saying what is wrong with the bytes.
     pub fn from_npy(bytes: &[u8], elem: DType) -> std::result::Result<HostTensor, String> {
-        let checked = crate::npy::read_checked(bytes, Some(bytes.len() as u64))?;
+        let checked = crate::npy::read_checked(bytes, Some(bytes.len() as u64), None)?;
         Ok(read_as!(elem, T => nd::ArrayD::<T>::read_npy(&checked[..]).map_err(npy_error)))
     }
 }
@@ -310,13 +314,14 @@ impl HostTensor {
 pub(super) fn read_npz_entry(
     npz: &mut zip::ZipArchive<BufReader<File>>,
     name: &str,
-    elem: DType,
+    input: &TensorInfo,
 ) -> std::result::Result<HostTensor, String> {
     let entry = npz.by_name(name).map_err(|e| e.to_string())?;
     // Compressed (np.savez_compressed) or stored: the entry reader inflates as it goes, and
     // read_checked never reads past what the header declares; the header is checked against
     // the size the archive declares for the entry before any payload is inflated.
     let declared = entry.size();
-    let bytes = crate::npy::read_checked(entry, Some(declared))?;
+    let bytes = crate::npy::read_checked(entry, Some(declared), Some(input))?;
+    let elem = input.elem_type;
     Ok(read_as!(elem, T => nd::ArrayD::<T>::read_npy(&bytes[..]).map_err(npy_error)))
 }

@@ -11,132 +11,12 @@
 
 #![allow(clippy::disallowed_methods)] // Tooling reads its own environment (see clippy.toml).
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+mod cache;
+mod campaign;
 
 use calib::{DType, HostTensor, Model};
-use test_support::synth::Rng;
+use campaign::{Campaign, extreme, mutate_bytes};
 use tract_onnx::pb;
-
-/// A case slower than this counts as a hang.
-const SLOW: Duration = Duration::from_secs(20);
-
-struct Campaign {
-    name: &'static str,
-    rng: Rng,
-    seed: u64,
-    cases: usize,
-    deadline: Option<Instant>,
-}
-
-fn env(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
-
-impl Campaign {
-    fn new(name: &'static str) -> Campaign {
-        let seed = env("TRT_FUZZ_SEED").unwrap_or(0x5eed) ^ name.len() as u64;
-        Campaign {
-            name,
-            rng: Rng::new(seed),
-            seed,
-            cases: env("TRT_FUZZ_CASES").unwrap_or(2000) as usize,
-            deadline: env("TRT_FUZZ_SECONDS").map(|s| Instant::now() + Duration::from_secs(s)),
-        }
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.rng.next_u64() % n.max(1) as u64) as usize
-    }
-
-    /// Runs `case` on `count` generated inputs (or until the deadline).
-    fn run(mut self, mut generate: impl FnMut(&mut Campaign) -> Vec<u8>, case: impl Fn(&[u8])) {
-        let quiet = std::panic::take_hook();
-        std::panic::set_hook(Box::new(|_| {}));
-        let start = Instant::now();
-        let mut done = 0usize;
-        loop {
-            match self.deadline {
-                Some(d) if Instant::now() >= d => break,
-                None if done >= self.cases => break,
-                _ => {}
-            }
-            let input = generate(&mut self);
-            let t = Instant::now();
-            let outcome = catch_unwind(AssertUnwindSafe(|| case(&input)));
-            let slow = t.elapsed() > SLOW;
-            if outcome.is_err() || slow {
-                std::panic::set_hook(quiet);
-                let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/fuzz-crashes");
-                std::fs::create_dir_all(&dir).unwrap();
-                let file = dir.join(format!("{}-{done}.bin", self.name));
-                std::fs::write(&file, &input).unwrap();
-                panic!(
-                    "fuzz target {}: case {done} (seed {}) {}; input saved to {}",
-                    self.name,
-                    self.seed,
-                    if slow { "hung" } else { "panicked" },
-                    file.display()
-                );
-            }
-            done += 1;
-        }
-        std::panic::set_hook(quiet);
-        println!(
-            "fuzz target {}: {done} cases in {:.1} s, no panic, abort or hang (seed {})",
-            self.name,
-            start.elapsed().as_secs_f64(),
-            self.seed
-        );
-    }
-}
-
-/// Byte-level mutations: flips, random bytes, deletions, duplications, truncation.
-fn mutate_bytes(c: &mut Campaign, mut b: Vec<u8>) -> Vec<u8> {
-    for _ in 0..1 + c.below(4) {
-        if b.is_empty() {
-            b.push(c.rng.next_u64() as u8);
-            continue;
-        }
-        let at = c.below(b.len());
-        match c.below(6) {
-            0 => b[at] ^= 1 << c.below(8),
-            1 => b[at] = c.rng.next_u64() as u8,
-            2 => {
-                let end = (at + 1 + c.below(16)).min(b.len());
-                b.drain(at..end);
-            }
-            3 => {
-                let end = (at + 1 + c.below(64)).min(b.len());
-                let chunk = b[at..end].to_vec();
-                b.splice(at..at, chunk);
-            }
-            4 => b.truncate(at),
-            _ => {
-                let v = [0u8, 0x7f, 0x80, 0xff][c.below(4)];
-                b[at] = v;
-            }
-        }
-    }
-    b
-}
-
-fn extreme(c: &mut Campaign) -> i64 {
-    [
-        0,
-        -1,
-        1,
-        2,
-        7,
-        255,
-        1 << 31,
-        -(1 << 31),
-        i64::MAX,
-        i64::MIN,
-        1 << 40,
-    ][c.below(11)]
-}
 
 /// Protobuf-aware mutations of a model: attributes, dims, data, wiring, types, opset.
 fn mutate_model(c: &mut Campaign, mut m: pb::ModelProto) -> pb::ModelProto {
@@ -524,6 +404,133 @@ fn fuzz_profile_shape_and_option_parsers() {
             let _ = calib::Profile::new().parse_input(&text);
             let _ = calib::Method::parse(&text);
             let _ = calib::fold::parse_constant(&model, &text);
+        },
+    );
+}
+
+#[test]
+fn fuzz_external_data_references() {
+    // `conv.weight` of the two-input model in `weights.bin` (after 64 bytes of padding that
+    // must never be read as weights), referenced with generated location/offset/length
+    // values: a load either fails naming the initializer, or reads exactly the weights.
+    let seed = test_support::synth::two_input_model();
+    let weights = seed
+        .graph()
+        .initializer
+        .iter()
+        .find(|t| t.name == "conv.weight")
+        .unwrap()
+        .raw_data
+        .clone();
+    let exact = weights.len().to_string();
+    let values = [
+        "64",
+        "0",
+        "0x40",
+        "-64",
+        "+64",
+        " 64",
+        "64 ",
+        "1e3",
+        "",
+        "18446744073709551616",
+        "99999999999999999999",
+        "6.4",
+        "٦٤",
+    ];
+    let locations = [
+        "weights.bin",
+        "./weights.bin",
+        "../weights.bin",
+        "/etc/hostname",
+        "",
+        "weights.bin/.",
+        "missing.bin",
+        "link.bin",
+        "w\u{0}.bin",
+    ];
+    Campaign::new("external-data").run(
+        |c| {
+            let field = |c: &mut Campaign| match c.below(4) {
+                0 => None,
+                1 => Some(exact.clone()),
+                2 => Some(extreme(c).to_string()),
+                _ => Some(values[c.below(values.len())].to_string()),
+            };
+            let offset = if c.below(3) == 0 {
+                Some("64".into())
+            } else {
+                field(c)
+            };
+            let length = field(c);
+            let location = locations[c.below(locations.len())];
+            serde_json::json!([location, offset, length])
+                .to_string()
+                .into_bytes()
+        },
+        |input| {
+            let v: serde_json::Value = serde_json::from_slice(input).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let mut padded = vec![0xAB; 64];
+            padded.extend(&weights);
+            std::fs::write(dir.path().join("weights.bin"), &padded).unwrap();
+            std::os::unix::fs::symlink("/etc/hostname", dir.path().join("link.bin")).unwrap();
+            let mut m = seed.clone();
+            let w = m
+                .graph_mut()
+                .initializer
+                .iter_mut()
+                .find(|t| t.name == "conv.weight")
+                .unwrap();
+            w.raw_data.clear();
+            w.data_location = Some(1);
+            w.external_data = ["location", "offset", "length"]
+                .iter()
+                .zip(v.as_array().unwrap())
+                .filter_map(|(k, v)| {
+                    v.as_str().map(|v| pb::StringStringEntryProto {
+                        key: k.to_string(),
+                        value: v.to_string(),
+                    })
+                })
+                .collect();
+            let path = dir.path().join("model.onnx");
+            std::fs::write(&path, m.to_bytes()).unwrap();
+            match Model::load(&path) {
+                Ok(loaded) => {
+                    let w = loaded
+                        .graph()
+                        .initializer
+                        .iter()
+                        .find(|t| t.name == "conv.weight")
+                        .unwrap();
+                    // Accepted only for plain decimal byte counts, and then exactly the bytes
+                    // they name.
+                    let decimal = |i: usize| -> Option<usize> {
+                        match v[i].as_str() {
+                            None => None,
+                            Some(t) => {
+                                // Surrounding blanks and a `+` change nothing (Python's
+                                // `int()`, which ONNX's own loader uses, takes them too).
+                                let d = t.trim();
+                                let d = d.strip_prefix('+').unwrap_or(d);
+                                assert!(
+                                    !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()),
+                                    "{v}: `{t}` accepted as a byte count"
+                                );
+                                Some(d.parse().unwrap())
+                            }
+                        }
+                    };
+                    let offset = decimal(1).unwrap_or(0);
+                    let length = decimal(2).unwrap_or(padded.len() - offset);
+                    assert!(
+                        w.raw_data == padded[offset..offset + length],
+                        "{v}: weights read from the wrong bytes"
+                    );
+                }
+                Err(e) => assert!(e.to_string().contains("conv.weight"), "{v}: {e}"),
+            }
         },
     );
 }

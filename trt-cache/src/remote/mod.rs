@@ -7,146 +7,20 @@
 //! a stopped server costs one warning.
 
 use std::fmt;
+use std::io::{Seek, SeekFrom, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use opendal::Operator;
-use opendal::layers::{RetryLayer, TimeoutLayer};
 
 use crate::config::{Mode, RemoteConfig};
 use crate::entry::{self, Entry};
 use crate::error::{Error, ErrorKind};
 use crate::local::EntryInfo;
 
-fn config_error(config: &RemoteConfig, why: impl fmt::Display) -> Error {
-    Error::new(
-        ErrorKind::Config,
-        format!(
-            "remote cache {}: {}",
-            config.display_url(),
-            config.scrub(&why.to_string())
-        ),
-    )
-}
+mod backend;
 
-/// Key prefix on a Redis server.
-const REDIS_ROOT: &str = "/trt-cache/";
-
-fn query(u: &url::Url, name: &str) -> Option<String> {
-    u.query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
-
-fn nonempty(s: &str) -> Option<&str> {
-    Some(s).filter(|s| !s.is_empty())
-}
-
-/// Builds the OpenDAL operator for `config` (no network traffic).
-fn operator(config: &RemoteConfig) -> Result<(Operator, String), Error> {
-    let u = url::Url::parse(&config.url)
-        .map_err(|e| config_error(config, format!("not a URL ({e})")))?;
-    let path = u.path().trim_matches('/').to_string();
-    let host = || {
-        u.host_str()
-            .ok_or_else(|| config_error(config, "the URL names no host"))
-    };
-    let authority = || -> Result<String, Error> {
-        Ok(match u.port() {
-            Some(p) => format!("{}:{p}", host()?),
-            None => host()?.to_string(),
-        })
-    };
-    let built = match u.scheme() {
-        "s3" => {
-            let mut b = opendal::services::S3::default()
-                .bucket(host()?)
-                .root(&format!("/{path}"));
-            let endpoint = query(&u, "endpoint").or_else(|| config.endpoint.clone());
-            if let Some(ep) = &endpoint {
-                b = b.endpoint(ep);
-            }
-            let region = query(&u, "region")
-                .or_else(|| config.region.clone())
-                .unwrap_or_else(|| "us-east-1".to_string());
-            b = b.region(&region);
-            if let Some(k) = &config.access_key_id {
-                b = b.access_key_id(k);
-            }
-            if let Some(s) = &config.secret_access_key {
-                b = b.secret_access_key(s);
-            }
-            if let Some(t) = &config.session_token {
-                b = b.session_token(t);
-            }
-            Operator::new(b).map(|op| (op, "s3".to_string()))
-        }
-        "webdav+http" | "webdav+https" => {
-            let scheme = &u.scheme()["webdav+".len()..];
-            let mut b = opendal::services::Webdav::default()
-                .endpoint(&format!("{scheme}://{}", authority()?))
-                .root(&format!("/{path}"));
-            let user = nonempty(u.username())
-                .map(str::to_string)
-                .or(config.username.clone());
-            let password = u.password().map(str::to_string).or(config.password.clone());
-            if let Some(user) = &user {
-                b = b.username(user);
-            }
-            if let Some(p) = &password {
-                b = b.password(p);
-            }
-            if let Some(t) = &config.token {
-                b = b.token(t);
-            }
-            Operator::new(b).map(|op| (op, "webdav".to_string()))
-        }
-        "redis" | "rediss" => {
-            let db: i64 = if path.is_empty() {
-                0
-            } else {
-                path.parse().map_err(|_| {
-                    config_error(config, format!("`{path}` is not a Redis database number"))
-                })?
-            };
-            let mut b = opendal::services::Redis::default()
-                .endpoint(&format!("{}://{}", u.scheme(), authority()?))
-                .db(db)
-                .root(REDIS_ROOT);
-            if let Some(user) = nonempty(u.username()) {
-                b = b.username(user);
-            }
-            if let Some(p) = u.password().map(str::to_string).or(config.password.clone()) {
-                b = b.password(&p);
-            }
-            Operator::new(b).map(|op| (op, "redis".to_string()))
-        }
-        other => {
-            return Err(config_error(
-                config,
-                format!(
-                    "scheme `{other}` is not supported (s3, webdav+http, webdav+https, redis, rediss)"
-                ),
-            ));
-        }
-    };
-    let (op, backend) = built.map_err(|e| config_error(config, &e))?;
-    let t = config.timeout();
-    // A temporary failure (a dropped connection, a 5xx) is tried twice more after a short
-    // back-off; the time-out bounds each step including those retries (the time-out layer
-    // wraps the retry layer), so a hung server costs one time-out per step.
-    Ok((
-        op.layer(
-            RetryLayer::new()
-                .with_max_times(2)
-                .with_min_delay(Duration::from_millis(100))
-                .with_max_delay(Duration::from_millis(500))
-                .with_jitter(),
-        )
-        .layer(TimeoutLayer::new().with_timeout(t).with_io_timeout(t)),
-        backend,
-    ))
-}
+use backend::{DOWNLOAD_ATTEMPTS, Operators, operator};
 
 /// An OpenDAL error as an error chain shows it: its kind and its text with every secret of
 /// the configuration removed (the raw error may quote credentials).
@@ -203,6 +77,7 @@ pub struct Remote {
     config: RemoteConfig,
     backend: String,
     op: Operator,
+    reads: Operator,
     runtime: tokio::runtime::Runtime,
     down: Mutex<Option<String>>,
 }
@@ -226,7 +101,11 @@ impl Remote {
     pub fn open(config: RemoteConfig) -> Result<Remote, Error> {
         // The HTTP client for S3 and WebDAV (first installation wins; idempotent).
         opendal::install_default();
-        let (op, backend) = operator(&config)?;
+        let Operators {
+            retried: op,
+            reads,
+            backend,
+        } = operator(&config)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -235,6 +114,7 @@ impl Remote {
             config,
             backend,
             op,
+            reads,
             runtime,
             down: Mutex::new(None),
         })
@@ -312,6 +192,49 @@ impl Remote {
             .is_some_and(|o| o.kind == kind)
     }
 
+    /// One attempt at downloading `path` into `spool` (emptied first): `Ok(Ok(size))`, or
+    /// `Ok(Err(size))` once the announced or received size passes `limit`.
+    async fn download_into(
+        &self,
+        path: &str,
+        limit: u64,
+        spool: &mut std::fs::File,
+    ) -> opendal::Result<Result<u64, u64>> {
+        let local = |what: &str, e: std::io::Error| {
+            opendal::Error::new(
+                opendal::ErrorKind::Unexpected,
+                format!("{what} the download's temporary file: {e}"),
+            )
+        };
+        spool
+            .set_len(0)
+            .and_then(|()| spool.seek(SeekFrom::Start(0)).map(drop))
+            .map_err(|e| local("emptying", e))?;
+        let meta = self.reads.stat(path).await?;
+        if meta.content_length() > limit {
+            return Ok(Err(meta.content_length()));
+        }
+        let reader = self.reads.reader(path).await?;
+        let mut stream = reader.into_bytes_stream(..).await?;
+        let mut written = 0u64;
+        while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+            let chunk = chunk.map_err(|e| {
+                opendal::Error::new(opendal::ErrorKind::Unexpected, "reading the entry")
+                    .set_source(e)
+                    .set_temporary()
+            })?;
+            // A running limit: a server that sends more than it announced is cut off.
+            written += chunk.len() as u64;
+            if written > limit {
+                return Ok(Err(written));
+            }
+            spool
+                .write_all(&chunk)
+                .map_err(|e| local("writing to", e))?;
+        }
+        Ok(Ok(written))
+    }
+
     /// Fetches and verifies entry `key`. `Ok(None)`: the remote does not have it. A corrupt
     /// object is an error of kind [`ErrorKind::Corrupt`].
     ///
@@ -325,29 +248,32 @@ impl Remote {
         let path = Self::object(key);
         let limit = self.config.entry_limit();
         let timeout = self.config.timeout();
-        // One deadline for the whole download (announcement, every chunk, every retry and
-        // resumed read): a server that trickles bytes or truncates bodies cannot hold the
-        // build longer than the time-out.
+        // The archive goes to an anonymous temporary file (gone when closed, whatever
+        // happens), never to memory: only the verified files of an entry below the limit are
+        // ever held.
+        let mut spool = tempfile::tempfile().map_err(|e| {
+            Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "remote cache {}: no temporary file for the download of entry {key} ({e}); set TMPDIR to a writable folder",
+                    self.config.display_url()
+                ),
+            )
+        })?;
+        // One deadline for the whole download (announcement, every chunk, every attempt), and
+        // at most DOWNLOAD_ATTEMPTS whole attempts: a server that trickles bytes or truncates
+        // bodies cannot hold the build longer than the time-out, nor be asked without end.
         let download = async {
-            let meta = self.op.stat(&path).await?;
-            if meta.content_length() > limit {
-                return Ok(Err(meta.content_length()));
-            }
-            let reader = self.op.reader(&path).await?;
-            let mut stream = reader.into_bytes_stream(..).await?;
-            let mut bytes: Vec<u8> = Vec::new();
-            while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
-                let chunk = chunk.map_err(|e| {
-                    opendal::Error::new(opendal::ErrorKind::Unexpected, "reading the entry")
-                        .set_source(e)
-                })?;
-                // A running limit: a server that sends more than it announced is cut off.
-                if (bytes.len() + chunk.len()) as u64 > limit {
-                    return Ok(Err((bytes.len() + chunk.len()) as u64));
+            let mut attempt = 1;
+            loop {
+                match self.download_into(&path, limit, &mut spool).await {
+                    Err(e) if e.is_temporary() && attempt < DOWNLOAD_ATTEMPTS => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    outcome => return outcome,
                 }
-                bytes.extend_from_slice(&chunk);
             }
-            Ok(Ok(bytes))
         };
         let bounded = async {
             match tokio::time::timeout(timeout, download).await {
@@ -361,8 +287,8 @@ impl Remote {
                 )),
             }
         };
-        let bytes = match self.call("download", Some(key), bounded) {
-            Ok(Ok(b)) => b,
+        let size = match self.call("download", Some(key), bounded) {
+            Ok(Ok(size)) => size,
             Ok(Err(size)) => {
                 return Err(Error::new(
                     ErrorKind::Corrupt,
@@ -376,15 +302,20 @@ impl Remote {
             Err(e) => return Err(e),
         };
         let transfer = Transfer {
-            bytes: bytes.len() as u64,
+            bytes: size,
             elapsed: start.elapsed(),
         };
-        let entry = Entry::from_archive(key, &bytes).map_err(|e| {
+        let corrupt = |e: &dyn fmt::Display| {
             Error::new(
                 ErrorKind::Corrupt,
                 format!("remote cache {}: {e}", self.config.display_url()),
             )
-        })?;
+        };
+        spool
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| corrupt(&format!("entry {key}: rereading the download: {e}")))?;
+        let entry = Entry::read_archive(key, std::io::BufReader::new(spool), size)
+            .map_err(|e| corrupt(&e))?;
         Ok(Some((entry, transfer)))
     }
 
