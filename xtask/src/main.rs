@@ -545,8 +545,10 @@ fn fuzz(args: &[String]) -> Result {
             "fuzz",
             "--",
             "--nocapture",
+            // Every test function at once (each runs its targets one after another), so a
+            // campaign takes N minutes per target of the longest function, not of all.
             "--test-threads",
-            "1",
+            "16",
         ])
         .env("TRT_FUZZ_SECONDS", (minutes * 60).to_string())
         .env("TRT_FUZZ_SEED", seed))
