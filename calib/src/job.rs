@@ -53,7 +53,7 @@ use crate::prepared::Prepared;
 use crate::profile::Profile;
 use crate::qdq::Exclusions;
 use crate::report::{self, Report};
-use crate::tune::{self, Target, TuneOptions, Tuning};
+use crate::tune::{self, Criterion, Target, TuneOptions, Tuning};
 
 type ProgressFn = dyn Fn(Progress) + Send + Sync;
 type StepFn = dyn Fn(&str) + Send + Sync;
@@ -77,6 +77,7 @@ pub struct Job {
     exclude: Vec<String>,
     threads: Option<usize>,
     target: Option<Target>,
+    criterion: Option<Criterion>,
     max_float_share: f64,
     best_effort: bool,
     fp16: bool,
@@ -94,6 +95,7 @@ impl std::fmt::Debug for Job {
             .field("held_out", &self.held_out)
             .field("method", &self.method)
             .field("target", &self.target)
+            .field("criterion", &self.criterion)
             .field("fp16", &self.fp16)
             .finish_non_exhaustive()
     }
@@ -149,6 +151,7 @@ impl Job {
             exclude: Vec::new(),
             threads: None,
             target: None,
+            criterion: None,
             max_float_share: 0.25,
             best_effort: false,
             fp16: false,
@@ -212,6 +215,13 @@ impl Job {
     pub fn target(mut self, target: Option<Target>) -> Self {
         self.target = target;
         self.fingerprints = OnceLock::new();
+        self
+    }
+
+    /// What [`Method::Auto`] ranks candidate methods by (default: the target's metric when
+    /// there is a target, else the mean SNR over outputs; see [`Criterion`]).
+    pub fn criterion(mut self, criterion: Option<Criterion>) -> Self {
+        self.criterion = criterion;
         self
     }
 
@@ -346,6 +356,12 @@ impl Job {
             }
             None => field("target-metric", b""),
         }
+        let criterion = self
+            .criterion
+            .as_ref()
+            .map(Criterion::name)
+            .unwrap_or_default();
+        field("auto-criterion", criterion.as_bytes());
         field("max-float-share", &self.max_float_share.to_le_bytes());
         field("best-effort", &[u8::from(self.best_effort)]);
         field("fp16", &[u8::from(self.fp16)]);
@@ -386,6 +402,7 @@ impl Job {
         let start = Instant::now();
         let options = TuneOptions {
             target: self.target.clone(),
+            criterion: self.criterion.clone(),
             max_float_share: self.max_float_share,
             best_effort: self.best_effort,
         };

@@ -71,6 +71,7 @@ mod fingerprint;
 pub mod fold;
 pub mod fp16;
 pub mod job;
+pub mod metric;
 pub use trt_cpu::infer;
 pub use trt_cpu::model;
 mod npy;

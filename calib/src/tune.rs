@@ -35,14 +35,13 @@ use crate::calibrate::Calibration;
 use crate::data::{Sample, Source};
 use crate::error::{Error, Result};
 use crate::infer::{CpuModel, to_f32};
+use crate::metric::{Layout, cosine, per_output, snr_db};
 use crate::model::Model;
 use crate::observer::Method;
 use crate::prepared::Prepared;
 use crate::qdq::{self, Exclusions};
 
-/// A metric over (FP32 outputs, INT8 outputs), each output's values concatenated over the
-/// held-out samples; higher is better.
-pub type MetricFn = dyn Fn(&[Vec<f32>], &[Vec<f32>]) -> f64 + Send + Sync;
+pub use crate::metric::{Criterion, MetricFn};
 
 /// What the held-out samples must show.
 #[derive(Clone)]
@@ -93,42 +92,21 @@ impl Target {
             Target::Custom { metric, .. } => metric(reference, candidate),
         }
     }
-}
 
-fn per_output(a: &[Vec<f32>], b: &[Vec<f32>], f: fn(&[f32], &[f32]) -> f64) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| f(x, y))
-        .fold(f64::INFINITY, f64::min)
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let (mut dot, mut aa, mut bb) = (0f64, 0f64, 0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        let (x, y) = (x as f64, y as f64);
-        dot += x * y;
-        aa += x * x;
-        bb += y * y;
-    }
-    if aa == 0.0 && bb == 0.0 {
-        1.0
-    } else if aa == 0.0 || bb == 0.0 {
-        0.0
-    } else {
-        dot / (aa.sqrt() * bb.sqrt())
-    }
-}
-
-fn snr_db(a: &[f32], b: &[f32]) -> f64 {
-    let (mut s, mut n) = (0f64, 0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        s += (x as f64).powi(2);
-        n += (x as f64 - y as f64).powi(2);
-    }
-    if n == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (s / n).log10()
+    /// The target's metric as Auto's criterion (a target's metric is what the user cares
+    /// about, so Auto chooses by it unless told otherwise).
+    pub fn criterion(&self) -> Criterion {
+        match self {
+            Target::MinCosine(_) => Criterion::MinCosine,
+            Target::MinSnrDb(_) => Criterion::Custom {
+                name: "min SNR dB".into(),
+                metric: Arc::new(|a: &[Vec<f32>], b: &[Vec<f32>]| per_output(a, b, snr_db)),
+            },
+            Target::Custom { name, metric, .. } => Criterion::Custom {
+                name: name.clone(),
+                metric: metric.clone(),
+            },
+        }
     }
 }
 
@@ -148,8 +126,12 @@ pub struct Step {
 /// What tuning chose and measured (recorded in the manifest and printed by the CLI).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tuning {
-    /// The metric (`min cosine`, `min SNR dB` or a custom name).
+    /// The target's metric (`min cosine`, `min SNR dB` or a custom name); without a target,
+    /// Auto's criterion.
     pub metric: String,
+    /// What Auto ranked the candidate methods by (see [`Criterion`]).
+    #[serde(default)]
+    pub criterion: String,
     /// Every candidate method's metric (Auto only), in the order tried.
     pub candidates: Vec<(String, f64)>,
     /// The method whose scales are used.
@@ -180,7 +162,7 @@ impl Tuning {
     pub fn table(&self) -> String {
         let mut s = String::new();
         if !self.candidates.is_empty() {
-            let _ = writeln!(s, "method choice ({} on held-out samples):", self.metric);
+            let _ = writeln!(s, "method choice ({} on held-out samples):", self.criterion);
             for (m, v) in &self.candidates {
                 let mark = if *m == self.chosen { "  <- chosen" } else { "" };
                 let _ = writeln!(s, "  {m:<18} {v:>10.5}{mark}");
@@ -233,6 +215,9 @@ impl Tuning {
 pub struct TuneOptions {
     /// The target, if any (otherwise only the method choice of Auto runs).
     pub target: Option<Target>,
+    /// What Auto ranks candidate methods by (default: the target's metric when there is a
+    /// target, else [`Criterion::MeanSnrDb`]).
+    pub criterion: Option<Criterion>,
     /// Largest share of the quantized nodes that may be kept in float (default 0.25).
     pub max_float_share: f64,
     /// Keep the best result found when the target cannot be met instead of failing (the
@@ -244,6 +229,7 @@ impl Default for TuneOptions {
     fn default() -> Self {
         TuneOptions {
             target: None,
+            criterion: None,
             max_float_share: 0.25,
             best_effort: false,
         }
@@ -288,28 +274,46 @@ struct Evaluator<'a> {
     model: &'a Prepared,
     samples: Vec<Sample>,
     reference: Vec<Vec<f32>>,
+    layout: Layout,
     metric: Target,
     evaluations: usize,
 }
 
 impl Evaluator<'_> {
-    fn outputs(model: &Model, samples: &[Sample]) -> Result<Vec<Vec<f32>>> {
+    /// Every output's values over `samples`, concatenated, and their layout.
+    fn outputs(model: &Model, samples: &[Sample]) -> Result<(Vec<Vec<f32>>, Layout)> {
         let mut cpu = CpuModel::new(model, &[])?;
         cpu.release_memory_after_calls(true);
-        let mut out: Vec<Vec<f32>> = vec![Vec::new(); cpu.output_names().len()];
+        let n = cpu.output_names().len();
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); n];
+        let mut layout = Layout {
+            shapes: vec![Vec::new(); n],
+            integer: vec![false; n],
+        };
         for s in samples {
-            for (acc, t) in out.iter_mut().zip(cpu.run(s.id(), s.inputs())?) {
-                acc.extend(to_f32(&t)?);
+            for (o, t) in cpu.run(s.id(), s.inputs())?.iter().enumerate() {
+                layout.shapes[o].push(t.shape().to_vec());
+                layout.integer[o] = t.datum_type().is_integer();
+                out[o].extend(to_f32(t)?);
             }
         }
-        Ok(out)
+        Ok((out, layout))
     }
 
-    fn measure(&mut self, calibration: &Calibration, exclusions: &Exclusions) -> Result<f64> {
+    /// The outputs of the Q/DQ model of `calibration` with `exclusions` kept in float.
+    fn candidate(
+        &mut self,
+        calibration: &Calibration,
+        exclusions: &Exclusions,
+    ) -> Result<Vec<Vec<f32>>> {
         self.evaluations += 1;
         let placement = qdq::place(self.model, exclusions)?;
         let qdq = qdq::insert(self.model, &placement, &calibration.scales)?;
-        let candidate = Self::outputs(&qdq, &self.samples)?;
+        Ok(Self::outputs(&qdq, &self.samples)?.0)
+    }
+
+    fn measure(&mut self, calibration: &Calibration, exclusions: &Exclusions) -> Result<f64> {
+        let candidate = self.candidate(calibration, exclusions)?;
         Ok(self.metric.measure(&self.reference, &candidate))
     }
 }
@@ -346,9 +350,17 @@ pub fn tune(
         ));
     }
     let metric = options.target.clone().unwrap_or(Target::MinCosine(0.0));
+    let criterion = options
+        .criterion
+        .clone()
+        .or_else(|| options.target.as_ref().map(Target::criterion))
+        .unwrap_or_default();
+    let (reference, layout) = Evaluator::outputs(model.original(), &samples)?;
+    criterion.check(reference.len())?;
     let mut ev = Evaluator {
         model,
-        reference: Evaluator::outputs(model.original(), &samples)?,
+        reference,
+        layout,
         samples,
         metric,
         evaluations: 0,
@@ -360,28 +372,67 @@ pub fn tune(
     let mut chosen_name = calibration.method.name();
     let mut initial = None;
     if calibration.method == Method::Auto && !calibration.candidates.is_empty() {
-        let mut best: Option<(f64, String, Calibration)> = None;
+        let mut best: Option<(f64, String, Calibration, Vec<Vec<f32>>)> = None;
         for method in Method::AUTO_CANDIDATES {
             let Some(amax) = calibration.candidates.get(&method.name()) else {
                 continue;
             };
             progress(&format!("auto: measuring {}", method.name()));
             let c = with_thresholds(calibration, amax);
-            let v = ev.measure(&c, exclusions)?;
+            let outputs = ev.candidate(&c, exclusions)?;
+            let v = criterion.measure(&ev.reference, &outputs, &ev.layout);
             candidates.push((method.name(), v));
             // A later candidate must be strictly better: the order breaks ties.
-            if best.as_ref().is_none_or(|(b, _, _)| v > *b) {
-                best = Some((v, method.name(), c));
+            if best.as_ref().is_none_or(|(b, _, _, _)| v > *b) {
+                best = Some((v, method.name(), c, outputs));
             }
         }
-        if let Some((v, name, c)) = best {
+        // Per-tensor mixing: each clipping method with the unclipped (minmax) range on the
+        // tensors whose extremes carry the signal (softmax probabilities, normalized
+        // activations); kept when it measures better than every whole-model method.
+        let sensitive = range_sensitive(model);
+        let minmax = calibration.candidates.get(&Method::MinMax.name());
+        for method in Method::AUTO_CANDIDATES {
+            let (Some(minmax), Some(amax)) = (minmax, calibration.candidates.get(&method.name()))
+            else {
+                continue;
+            };
+            if method == Method::MinMax || sensitive.is_empty() {
+                continue;
+            }
+            let name = format!("{}+minmax-norm", method.name());
+            progress(&format!("auto: measuring {name}"));
+            let mut mixed = amax.clone();
+            for t in &sensitive {
+                if let (Some(v), Some(&m)) = (mixed.get_mut(t), minmax.get(t)) {
+                    *v = m;
+                }
+            }
+            let c = with_thresholds(calibration, &mixed);
+            let outputs = ev.candidate(&c, exclusions)?;
+            let v = criterion.measure(&ev.reference, &outputs, &ev.layout);
+            candidates.push((name.clone(), v));
+            if best.as_ref().is_none_or(|(b, _, _, _)| v > *b) {
+                best = Some((v, name, c, outputs));
+            }
+        }
+        if let Some((v, name, c, outputs)) = best {
             chosen = c;
             chosen_name = name;
-            initial = Some(v);
+            // With a target, what follows is measured by the target's metric; without one,
+            // the criterion's value is the result.
+            initial = Some(match options.target {
+                Some(_) => ev.metric.measure(&ev.reference, &outputs),
+                None => v,
+            });
         }
     }
     let initial = match initial {
         Some(v) => v,
+        None if options.target.is_none() => {
+            let outputs = ev.candidate(&chosen, exclusions)?;
+            criterion.measure(&ev.reference, &outputs, &ev.layout)
+        }
         None => ev.measure(&chosen, exclusions)?,
     };
 
@@ -425,7 +476,11 @@ pub fn tune(
         }
     }
     let tuning = Tuning {
-        metric: ev.metric.metric_name(),
+        metric: match &options.target {
+            Some(t) => t.metric_name(),
+            None => criterion.name(),
+        },
+        criterion: criterion.name(),
         candidates,
         chosen: chosen_name,
         target: options.target.as_ref().map(Target::threshold),
@@ -464,6 +519,59 @@ fn with_thresholds(calibration: &Calibration, amax: &BTreeMap<String, f32>) -> C
     let mut c = calibration.clone();
     (c.amax, c.scales) = crate::calibrate::shared_scales(&c.placement, amax.clone());
     c
+}
+
+/// Tensors a clipping threshold hurts most: outputs of `Softmax` (attention probabilities,
+/// whose few large values carry the signal) and of normalizations (`LayerNormalization`,
+/// and `x / sqrt(var + eps)` written out as `Div` by a `Sqrt`, or `Mul` by its `Reciprocal`),
+/// followed through the affine `Mul`/`Add` by constants right after.
+fn range_sensitive(model: &Prepared) -> std::collections::BTreeSet<String> {
+    let g = model.form().graph();
+    let producer: BTreeMap<&str, &tract_onnx::pb::NodeProto> = g
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n)))
+        .collect();
+    let made_by = |t: &str, ops: &[&str]| {
+        producer
+            .get(t)
+            .is_some_and(|n| ops.contains(&n.op_type.as_str()))
+    };
+    let constant = |t: &str| g.initializer.iter().any(|i| i.name == t) || made_by(t, &["Constant"]);
+    let mut out = std::collections::BTreeSet::new();
+    for n in &g.node {
+        let normalized = match n.op_type.as_str() {
+            "Softmax" | "LayerNormalization" => true,
+            "Div" => n.input.get(1).is_some_and(|d| made_by(d, &["Sqrt"])),
+            "Mul" => n.input.iter().any(|d| {
+                producer.get(d.as_str()).is_some_and(|r| {
+                    r.op_type == "Reciprocal" && r.input.iter().any(|x| made_by(x, &["Sqrt"]))
+                })
+            }),
+            _ => false,
+        };
+        if normalized && let Some(o) = n.output.first() {
+            out.insert(o.clone());
+        }
+    }
+    // The affine part after a normalization (γ·x + β).
+    loop {
+        let before = out.len();
+        for n in &g.node {
+            if matches!(n.op_type.as_str(), "Mul" | "Add")
+                && n.input.len() == 2
+                && n.input.iter().any(|i| out.contains(i))
+                && n.input.iter().any(|i| constant(i))
+                && let Some(o) = n.output.first()
+            {
+                out.insert(o.clone());
+            }
+        }
+        if out.len() == before {
+            break;
+        }
+    }
+    out
 }
 
 /// Named nodes that Q/DQ feeds (the points the search can keep in float), with their types.

@@ -3,7 +3,7 @@
 //! held-out metric (measured independently by the report); a target that cannot be met fails
 //! with the table.
 
-use calib::tune::{Target, TuneOptions, tune};
+use calib::tune::{Criterion, Target, TuneOptions, tune};
 use calib::{Calibrator, DType, Exclusions, HostTensor, Method, Model, Sample, Source, report};
 use test_support::synth::{GraphBuilder, Rng, tensor_f32};
 
@@ -57,6 +57,17 @@ fn min_cosine(model: &Model, calibration: &calib::Calibration, held: &Source) ->
         .iter()
         .map(|o| o.cosine)
         .fold(f64::INFINITY, f64::min)
+}
+
+/// The mean over outputs of each output's SNR (capped as Auto caps it), by the report.
+fn mean_snr_db(model: &Model, calibration: &calib::Calibration, held: &Source) -> f64 {
+    let q = calibration.apply(&calib::Prepared::new(model)).unwrap();
+    let outputs = report::compare(model, &q, held).unwrap().outputs;
+    outputs
+        .iter()
+        .map(|o| o.snr_db.min(calib::metric::SNR_CAP_DB))
+        .sum::<f64>()
+        / outputs.len() as f64
 }
 
 #[test]
@@ -117,12 +128,15 @@ fn the_layer_made_sensitive_by_an_outlier_channel_is_kept_in_float() {
     assert_eq!(again.steps, tuning.steps);
 }
 
-/// Auto's held-out metric is the best fixed method's, measured independently per method.
+/// Auto's held-out metric is the best fixed method's, measured independently per method, by
+/// the worst output's cosine (`criterion`: `None`) or by the default mean SNR.
 fn auto_equals_the_best_fixed_method(
     model: &Model,
     data: Vec<Sample>,
     held: Vec<Sample>,
+    cosine: bool,
 ) -> String {
+    let measure = if cosine { min_cosine } else { mean_snr_db };
     let (data, held) = (Source::Memory(data), Source::Memory(held));
     let auto = Calibrator::new(model)
         .method(Method::Auto)
@@ -133,14 +147,17 @@ fn auto_equals_the_best_fixed_method(
         &auto,
         &Exclusions::default(),
         &held,
-        &TuneOptions::default(),
+        &TuneOptions {
+            criterion: cosine.then_some(Criterion::MinCosine),
+            ..Default::default()
+        },
         &|_| {},
     )
     .unwrap();
     let mut best = (f64::NEG_INFINITY, String::new());
     for m in Method::AUTO_CANDIDATES {
         let c = Calibrator::new(model).method(m).run(&data).unwrap();
-        let v = min_cosine(model, &c, &held);
+        let v = measure(model, &c, &held);
         let (_, listed) = tuning
             .candidates
             .iter()
@@ -157,7 +174,7 @@ fn auto_equals_the_best_fixed_method(
         tuning.table()
     );
     assert_eq!(tuning.chosen, best.1, "{}", tuning.table());
-    assert!((min_cosine(model, &tuned, &held) - best.0).abs() < 1e-9);
+    assert!((measure(model, &tuned, &held) - best.0).abs() < 1e-6);
     tuning.chosen
 }
 
@@ -166,19 +183,29 @@ fn auto_chooses_the_method_with_the_best_held_out_metric() {
     let model = mlp(false);
     // Bounded inputs without outliers: nothing to clip.
     let uniform = |r: &mut Rng| r.uniform() * 2.0 - 1.0;
-    auto_equals_the_best_fixed_method(&model, samples(12, 3, uniform), samples(4, 4, uniform));
+    for cosine in [true, false] {
+        auto_equals_the_best_fixed_method(
+            &model,
+            samples(12, 3, uniform),
+            samples(4, 4, uniform),
+            cosine,
+        );
+    }
     // Heavy tails in calibration (rare values 40× the rest): the plain maximum wastes the
     // INT8 range, so a clipping method wins.
     let heavy = |r: &mut Rng| {
         let v = r.normal();
         if r.uniform() < 0.002 { v * 40.0 } else { v }
     };
-    let chosen = auto_equals_the_best_fixed_method(
-        &model,
-        samples(40, 5, heavy),
-        samples(6, 6, |r| r.normal()),
-    );
-    assert_ne!(chosen, "minmax", "clipping must win on heavy tails");
+    for cosine in [true, false] {
+        let chosen = auto_equals_the_best_fixed_method(
+            &model,
+            samples(40, 5, heavy),
+            samples(6, 6, |r| r.normal()),
+            cosine,
+        );
+        assert_ne!(chosen, "minmax", "clipping must win on heavy tails");
+    }
 }
 
 #[test]

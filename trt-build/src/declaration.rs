@@ -15,6 +15,7 @@ pub struct Int8 {
     pub(crate) hold_out_every: usize,
     pub(crate) fp16: bool,
     pub(crate) target: Option<calib::tune::Target>,
+    pub(crate) criterion: Option<calib::tune::Criterion>,
     pub(crate) max_float_share: f64,
     pub(crate) best_effort: bool,
 }
@@ -41,6 +42,7 @@ impl Int8 {
             hold_out_every: 5,
             fp16: false,
             target: None,
+            criterion: None,
             max_float_share: 0.25,
             best_effort: false,
         }
@@ -63,6 +65,15 @@ impl Int8 {
     /// (FP32 outputs, INT8 outputs).
     pub fn target(mut self, target: calib::tune::Target) -> Self {
         self.target = Some(target);
+        self
+    }
+
+    /// What [`Method::Auto`] ranks the candidate methods by on the held-out samples: a task
+    /// metric built in (`Criterion::parse("top1")`, `"iou:0:0.3"`, `"ctc"`, `"decision"`), the
+    /// application's own (`Criterion::Custom`), the worst output's cosine, or the default:
+    /// the target's metric when there is a target, else the mean SNR over outputs.
+    pub fn auto_criterion(mut self, criterion: calib::tune::Criterion) -> Self {
+        self.criterion = Some(criterion);
         self
     }
 

@@ -148,6 +148,7 @@ impl Builder {
             .profiles(m.profiles.clone())
             .hold_out_every(int8.hold_out_every)
             .target(int8.target.clone())
+            .criterion(int8.criterion.clone())
             .max_float_share(int8.max_float_share)
             .best_effort(int8.best_effort)
             .fp16(int8.fp16);

@@ -54,6 +54,11 @@ struct Quantize {
     /// Accuracy target as every output's SNR in dB.
     #[arg(long)]
     min_snr_db: Option<f64>,
+    /// What Auto ranks candidate methods by on the held-out samples: snr (mean SNR over
+    /// outputs, the default without a target), cosine (worst output), or a task metric
+    /// top1|ctc|iou|decision[:OUTPUT[:THRESHOLD]] (with a target, its metric by default).
+    #[arg(long, value_name = "METRIC")]
+    auto_metric: Option<String>,
     /// Largest share of the quantized nodes the target may keep in float (0..=1).
     #[arg(long, default_value_t = 0.25)]
     max_float_share: f64,
@@ -269,6 +274,12 @@ fn quantize(q: Quantize) -> Result<(), calib::Error> {
         .bins(q.bins)
         .profiles(profiles)
         .target(target)
+        .criterion(
+            q.auto_metric
+                .as_deref()
+                .map(calib::tune::Criterion::parse)
+                .transpose()?,
+        )
         .max_float_share(q.max_float_share)
         .best_effort(q.best_effort)
         .fp16(q.fp16)

