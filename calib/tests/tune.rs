@@ -251,3 +251,93 @@ fn a_target_that_cannot_be_met_fails_with_the_table() {
     .to_string();
     assert!(e.contains("held-out"), "{e}");
 }
+
+/// `x: [N, 8]` → MatMul → Softmax → MatMul → `y`: attention's shape in miniature.
+fn softmax_mlp() -> Model {
+    let mut rng = Rng::new(9);
+    let w1: Vec<f32> = (0..8 * 16).map(|_| rng.normal() * 2.0).collect();
+    let w2: Vec<f32> = (0..16 * 4).map(|_| rng.normal()).collect();
+    let mut g = GraphBuilder::new("softmax_mlp");
+    g.input("x", DType::F32, test_support::dims!["N", 8])
+        .output("y", DType::F32, test_support::dims!["N", 4])
+        .initializer(tensor_f32("w1", &[8, 16], &w1))
+        .initializer(tensor_f32("w2", &[16, 4], &w2))
+        .node("mm1", "MatMul", &["x", "w1"], &["h"], vec![])
+        .node(
+            "softmax",
+            "Softmax",
+            &["h"],
+            &["p"],
+            vec![test_support::synth::attr_int("axis", -1)],
+        )
+        .node("mm2", "MatMul", &["p", "w2"], &["y"], vec![]);
+    g.build()
+}
+
+#[test]
+fn auto_tries_minmax_on_softmax_outputs_and_ranks_by_the_criterion_asked_for() {
+    let normal = |r: &mut Rng| r.normal();
+    let (data, held) = (
+        Source::Memory(samples(16, 11, normal)),
+        Source::Memory(samples(4, 12, normal)),
+    );
+    let run = |model: &Model, criterion: Option<Criterion>| {
+        let auto = Calibrator::new(model)
+            .method(Method::Auto)
+            .run(&data)
+            .unwrap();
+        tune(
+            &calib::Prepared::new(model),
+            &auto,
+            &Exclusions::default(),
+            &held,
+            &TuneOptions {
+                criterion,
+                ..Default::default()
+            },
+            &|_| {},
+        )
+        .unwrap()
+        .1
+    };
+    // With a Softmax, every clipping method is also tried with the softmax output's full
+    // range; the mixed candidate differs from the plain one (the output is clipped there).
+    let t = run(&softmax_mlp(), None);
+    assert_eq!(t.criterion, "mean SNR dB");
+    let value = |name: &str| t.candidates.iter().find(|(n, _)| n == name).map(|c| c.1);
+    for base in ["mse", "entropy", "percentile:99.99"] {
+        let mixed =
+            value(&format!("{base}+minmax-norm")).unwrap_or_else(|| panic!("{}", t.table()));
+        assert!(mixed.is_finite());
+    }
+    assert!(
+        ["mse", "entropy", "percentile:99.99"]
+            .iter()
+            .any(|b| value(&format!("{b}+minmax-norm")) != value(b)),
+        "the mixing changed nothing:\n{}",
+        t.table()
+    );
+    let best = t
+        .candidates
+        .iter()
+        .map(|c| c.1)
+        .fold(f64::NEG_INFINITY, f64::max);
+    assert_eq!(t.achieved, best, "{}", t.table());
+    // Without a Softmax or a normalization there is nothing to mix.
+    let plain = run(&mlp(false), None);
+    assert!(
+        plain.candidates.iter().all(|(n, _)| !n.contains('+')),
+        "{}",
+        plain.table()
+    );
+    // A task metric: Auto ranks by arg-max agreement on output 0, and says so.
+    let top1 = run(&softmax_mlp(), Some(Criterion::parse("top1").unwrap()));
+    assert_eq!(top1.criterion, "top1 of output 0");
+    let best = top1
+        .candidates
+        .iter()
+        .map(|c| c.1)
+        .fold(f64::NEG_INFINITY, f64::max);
+    assert_eq!(top1.achieved, best, "{}", top1.table());
+    assert!((0.0..=1.0).contains(&top1.achieved));
+}

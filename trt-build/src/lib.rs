@@ -67,7 +67,10 @@
 //! # Accuracy
 //!
 //! [`Int8`] defaults to [`Method::Auto`]: every method's thresholds come from one pass of
-//! statistics and the best on the held-out samples wins. [`Int8::min_cosine`],
+//! statistics and the best on the held-out samples wins, by the mean SNR over outputs or the
+//! criterion [`Int8::auto_criterion`] names (a built-in task metric such as top-1 agreement,
+//! or the application's own); on models with softmax or normalization outputs it also tries
+//! clipping methods with those tensors at their full range. [`Int8::min_cosine`],
 //! [`Int8::min_snr_db`] or [`Int8::target`] (a task metric through a closure) set an accuracy
 //! target: the most sensitive quantized nodes are kept in float until it is met, or the build
 //! fails with the table. The choice, the nodes kept in float and the metric are in the cache

@@ -176,3 +176,24 @@ fn constants_are_range_checked_and_bound_once() {
     let (_, value) = calib::fold::parse_constant(&m, "n=7").unwrap();
     assert_eq!(value.to_le_bytes(), 7i32.to_le_bytes());
 }
+
+#[test]
+fn auto_metrics_are_checked_against_the_model_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d);
+    // The seed decoder has one output.
+    let (ok, out) = quantize(d, &["--auto-metric", "top1:3"]);
+    refused(ok, &out, &["top1 of output 3", "1 output(s)"]);
+    for bad in ["f1", "iou:0:NaN", "snr:0"] {
+        let (ok, out) = quantize(d, &["--auto-metric", bad]);
+        refused(ok, &out, &[&format!("`{bad}`"), "top1|ctc|iou|decision"]);
+    }
+    // Accepted, Auto ranks by it and the table names it.
+    let (ok, out) = quantize(d, &["--auto-metric", "decision:0:0.5"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("method choice (decision>0.5 of output 0 on held-out samples)"),
+        "{out}"
+    );
+}

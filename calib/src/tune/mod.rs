@@ -6,13 +6,23 @@
 //! Calibration collects one set of statistics (ranges, then histograms) and computes from it
 //! the threshold every method would pick, per tensor ([`Calibration::candidates`]): no
 //! extra inference pass over the calibration data. With held-out samples, each candidate's
-//! Q/DQ model is run on them and the one whose metric (below) is highest wins; candidates are
-//! tried in a fixed order (mse, entropy, percentile, minmax) and a later one must be strictly
-//! better, so the choice is deterministic. The criterion is the downstream metric itself, not
-//! a proxy: per-tensor quantization error does not predict how errors compound through a
-//! network (measured on the corpus: entropy clips hardest and loses most on CNN classifiers,
-//! while per-tensor error favours it). Without held-out samples, Auto uses the MSE thresholds,
-//! the per-tensor optimum of expected squared quantization error.
+//! Q/DQ model is run on them and the one whose [`Criterion`] is highest wins; candidates are
+//! tried in a fixed order (mse, entropy, percentile, minmax, then the mixed ones below) and a
+//! later one must be strictly better, so the choice is deterministic. The criterion is a
+//! downstream metric, not a proxy: per-tensor quantization error does not predict how errors
+//! compound through a network (measured on the corpus: entropy clips hardest and loses most on
+//! CNN classifiers, while per-tensor error favours it). The default criterion is the mean SNR
+//! over outputs ([`Criterion::MeanSnrDb`]); with a target, the target's metric; a task metric
+//! ([`Criterion::Task`]) or the application's own ([`Criterion::Custom`]) can be asked for.
+//! Without held-out samples, Auto uses the MSE thresholds, the per-tensor optimum of expected
+//! squared quantization error.
+//!
+//! **Per-tensor mixing.** Clipping thresholds (entropy, MSE, percentile) cut the extremes of
+//! every tensor; on softmax probabilities and normalized activations the extremes are the
+//! signal (an attention weight near 1, a LayerNorm outlier feature). When the model has such
+//! tensors, Auto also tries each clipping method with those tensors at their minmax range
+//! (`entropy+minmax-norm`, …), and keeps a mixed candidate only when it measures better than
+//! every whole-model one.
 //!
 //! # Accuracy target
 //!
@@ -40,6 +50,9 @@ use crate::model::Model;
 use crate::observer::Method;
 use crate::prepared::Prepared;
 use crate::qdq::{self, Exclusions};
+
+mod mixing;
+use mixing::range_sensitive;
 
 pub use crate::metric::{Criterion, MetricFn};
 
@@ -519,59 +532,6 @@ fn with_thresholds(calibration: &Calibration, amax: &BTreeMap<String, f32>) -> C
     let mut c = calibration.clone();
     (c.amax, c.scales) = crate::calibrate::shared_scales(&c.placement, amax.clone());
     c
-}
-
-/// Tensors a clipping threshold hurts most: outputs of `Softmax` (attention probabilities,
-/// whose few large values carry the signal) and of normalizations (`LayerNormalization`,
-/// and `x / sqrt(var + eps)` written out as `Div` by a `Sqrt`, or `Mul` by its `Reciprocal`),
-/// followed through the affine `Mul`/`Add` by constants right after.
-fn range_sensitive(model: &Prepared) -> std::collections::BTreeSet<String> {
-    let g = model.form().graph();
-    let producer: BTreeMap<&str, &tract_onnx::pb::NodeProto> = g
-        .node
-        .iter()
-        .flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n)))
-        .collect();
-    let made_by = |t: &str, ops: &[&str]| {
-        producer
-            .get(t)
-            .is_some_and(|n| ops.contains(&n.op_type.as_str()))
-    };
-    let constant = |t: &str| g.initializer.iter().any(|i| i.name == t) || made_by(t, &["Constant"]);
-    let mut out = std::collections::BTreeSet::new();
-    for n in &g.node {
-        let normalized = match n.op_type.as_str() {
-            "Softmax" | "LayerNormalization" => true,
-            "Div" => n.input.get(1).is_some_and(|d| made_by(d, &["Sqrt"])),
-            "Mul" => n.input.iter().any(|d| {
-                producer.get(d.as_str()).is_some_and(|r| {
-                    r.op_type == "Reciprocal" && r.input.iter().any(|x| made_by(x, &["Sqrt"]))
-                })
-            }),
-            _ => false,
-        };
-        if normalized && let Some(o) = n.output.first() {
-            out.insert(o.clone());
-        }
-    }
-    // The affine part after a normalization (γ·x + β).
-    loop {
-        let before = out.len();
-        for n in &g.node {
-            if matches!(n.op_type.as_str(), "Mul" | "Add")
-                && n.input.len() == 2
-                && n.input.iter().any(|i| out.contains(i))
-                && n.input.iter().any(|i| constant(i))
-                && let Some(o) = n.output.first()
-            {
-                out.insert(o.clone());
-            }
-        }
-        if out.len() == before {
-            break;
-        }
-    }
-    out
 }
 
 /// Named nodes that Q/DQ feeds (the points the search can keep in float), with their types.
