@@ -18,11 +18,12 @@ pub type MetricFn = dyn Fn(&[Vec<f32>], &[Vec<f32>]) -> f64 + Send + Sync;
 pub const SNR_CAP_DB: f64 = 120.0;
 
 /// What Auto maximises when it chooses among candidate calibrations.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub enum Criterion {
     /// The mean over outputs of each output's SNR in dB (capped at [`SNR_CAP_DB`]): every
     /// output counts, and a small error on a near-constant output does not decide alone.
     /// The default.
+    #[default]
     MeanSnrDb,
     /// The worst output's cosine similarity (the default before 2026-12).
     MinCosine,
@@ -59,12 +60,6 @@ pub enum Task {
 impl std::fmt::Debug for Criterion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.name())
-    }
-}
-
-impl Default for Criterion {
-    fn default() -> Self {
-        Criterion::MeanSnrDb
     }
 }
 

@@ -14,8 +14,9 @@ pub struct Int8 {
     pub(crate) exclude: Vec<String>,
     pub(crate) hold_out_every: usize,
     pub(crate) fp16: bool,
-    pub(crate) target: Option<calib::tune::Target>,
-    pub(crate) criterion: Option<calib::tune::Criterion>,
+    // Boxed: they are rarely set, and `Precision` stays small.
+    pub(crate) target: Option<Box<calib::tune::Target>>,
+    pub(crate) criterion: Option<Box<calib::tune::Criterion>>,
     pub(crate) max_float_share: f64,
     pub(crate) best_effort: bool,
 }
@@ -64,7 +65,7 @@ impl Int8 {
     /// As [`Int8::min_cosine`], with any target, e.g. a task metric through a closure over
     /// (FP32 outputs, INT8 outputs).
     pub fn target(mut self, target: calib::tune::Target) -> Self {
-        self.target = Some(target);
+        self.target = Some(Box::new(target));
         self
     }
 
@@ -73,7 +74,7 @@ impl Int8 {
     /// application's own (`Criterion::Custom`), the worst output's cosine, or the default:
     /// the target's metric when there is a target, else the mean SNR over outputs.
     pub fn auto_criterion(mut self, criterion: calib::tune::Criterion) -> Self {
-        self.criterion = Some(criterion);
+        self.criterion = Some(Box::new(criterion));
         self
     }
 

@@ -147,8 +147,8 @@ impl Builder {
             .method(int8.method)
             .profiles(m.profiles.clone())
             .hold_out_every(int8.hold_out_every)
-            .target(int8.target.clone())
-            .criterion(int8.criterion.clone())
+            .target(int8.target.as_deref().cloned())
+            .criterion(int8.criterion.as_deref().cloned())
             .max_float_share(int8.max_float_share)
             .best_effort(int8.best_effort)
             .fp16(int8.fp16);
