@@ -56,7 +56,7 @@ struct Quantize {
     min_snr_db: Option<f64>,
     /// What Auto ranks candidate methods by on the held-out samples: snr (mean SNR over
     /// outputs, the default without a target), cosine (worst output), or a task metric
-    /// top1|ctc|iou|decision[:OUTPUT[:THRESHOLD]] (with a target, its metric by default).
+    /// `top1|ctc|iou|decision[:OUTPUT[:THRESHOLD]]` (with a target, its metric by default).
     #[arg(long, value_name = "METRIC")]
     auto_metric: Option<String>,
     /// Largest share of the quantized nodes the target may keep in float (0..=1).
