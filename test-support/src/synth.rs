@@ -559,3 +559,36 @@ pub fn seed_profile(batch: [i64; 3], latent: [i64; 3], crop: i64) -> calib::Prof
             range(&|i| vec![batch[i], 3, image(i), image(i)]),
         )
 }
+
+/// The [`two_input_model`] with `conv.weight` moved to `weights.bin`
+/// (after `padding` zero bytes) in `folder`, its external data `location` and `fields`.
+pub fn external_model(
+    folder: &std::path::Path,
+    location: &str,
+    fields: &[(&str, &str)],
+    padding: usize,
+) -> std::path::PathBuf {
+    let mut m = two_input_model();
+    let w = m
+        .graph_mut()
+        .initializer
+        .iter_mut()
+        .find(|t| t.name == "conv.weight")
+        .unwrap();
+    let bytes = std::mem::take(&mut w.raw_data);
+    w.data_location = Some(1);
+    w.external_data = std::iter::once(("location", location))
+        .chain(fields.iter().copied())
+        .map(|(k, v)| pb::StringStringEntryProto {
+            key: k.into(),
+            value: v.into(),
+        })
+        .collect();
+    std::fs::create_dir_all(folder).unwrap();
+    let mut padded = vec![0u8; padding];
+    padded.extend(bytes);
+    std::fs::write(folder.join("weights.bin"), padded).unwrap();
+    let path = folder.join("model.onnx");
+    std::fs::write(&path, m.to_bytes()).unwrap();
+    path
+}

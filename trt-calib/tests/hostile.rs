@@ -83,7 +83,7 @@ fn outputs_never_alias_inputs_and_nothing_is_written_when_a_check_fails() {
 fn external_model(folder: &Path, location: &str, length: Option<usize>) -> PathBuf {
     let length = length.map(|n| n.to_string());
     let fields: Vec<(&str, &str)> = length.iter().map(|n| ("length", n.as_str())).collect();
-    common::external_model(folder, location, &fields, 0)
+    test_support::synth::external_model(folder, location, &fields, 0)
 }
 
 #[test]

@@ -77,7 +77,7 @@ fn a_fifo_as_the_model_or_its_external_data_is_refused_instead_of_hanging() {
 
 /// The two-input model with `conv.weight` at byte 64 of `weights.bin` and these fields.
 fn external(folder: &Path, fields: &[(&str, &str)]) -> std::path::PathBuf {
-    common::external_model(folder, "weights.bin", fields, 64)
+    test_support::synth::external_model(folder, "weights.bin", fields, 64)
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use trt_cache::{ENGINE, Entry, MANIFEST, Remote, RemoteConfig};
 
-use crate::campaign::{Campaign, extreme, mutate_bytes};
+use crate::campaign::{Campaign, extreme, mutate_bytes, mutate_text};
 
 const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -146,20 +146,7 @@ fn fuzz_prune_arguments_and_url_secrets() {
     let seeds = ["7", "1.5", "30", "10G", "512M", "1K", "0.25"];
     let alphabet = b"0123456789.-+eEinfNaKMGTkmgbB x_";
     Campaign::new("prune-arguments").run(
-        |c| {
-            let mut s = seeds[c.below(seeds.len())].as_bytes().to_vec();
-            for _ in 0..1 + c.below(4) {
-                let at = c.below(s.len() + 1);
-                match c.below(3) {
-                    0 => s.insert(at, alphabet[c.below(alphabet.len())]),
-                    1 if at < s.len() => {
-                        s.remove(at);
-                    }
-                    _ => s.splice(at..at, b"e308".iter().copied()).for_each(drop),
-                }
-            }
-            s
-        },
+        |c| mutate_text(c, &seeds, alphabet, b"e308"),
         |bytes| {
             let text = String::from_utf8_lossy(bytes);
             if let Ok(age) = trt_cache::prune::parse_days(&text) {

@@ -145,3 +145,25 @@ pub(crate) fn extreme(c: &mut Campaign) -> i64 {
         1 << 40,
     ][c.below(11)]
 }
+
+/// Text mutations of one of `seeds`: 1–4 insertions of a byte of `alphabet`, deletions, and
+/// insertions of `burst` (a long number, an exponent).
+pub(crate) fn mutate_text(
+    c: &mut Campaign,
+    seeds: &[&str],
+    alphabet: &[u8],
+    burst: &[u8],
+) -> Vec<u8> {
+    let mut s = seeds[c.below(seeds.len())].as_bytes().to_vec();
+    for _ in 0..1 + c.below(4) {
+        let at = c.below(s.len() + 1);
+        match c.below(3) {
+            0 => s.insert(at, alphabet[c.below(alphabet.len())]),
+            1 if at < s.len() => {
+                s.remove(at);
+            }
+            _ => s.splice(at..at, burst.iter().copied()).for_each(drop),
+        }
+    }
+    s
+}

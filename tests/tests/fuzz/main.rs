@@ -15,7 +15,7 @@ mod cache;
 mod campaign;
 
 use calib::{DType, HostTensor, Model};
-use campaign::{Campaign, extreme, mutate_bytes};
+use campaign::{Campaign, extreme, mutate_bytes, mutate_text};
 use tract_onnx::pb;
 
 /// Protobuf-aware mutations of a model: attributes, dims, data, wiring, types, opset.
@@ -382,22 +382,7 @@ fn fuzz_profile_shape_and_option_parsers() {
     ];
     let alphabet = b"0123456789x:=,.-+ eNaq_yhatpercntil";
     Campaign::new("parsers").run(
-        |c| {
-            let mut s = seeds[c.below(seeds.len())].as_bytes().to_vec();
-            for _ in 0..1 + c.below(4) {
-                let at = c.below(s.len() + 1);
-                match c.below(3) {
-                    0 => s.insert(at, alphabet[c.below(alphabet.len())]),
-                    1 if at < s.len() => {
-                        s.remove(at);
-                    }
-                    _ => s
-                        .splice(at..at, b"99999999999999999999".iter().copied())
-                        .for_each(drop),
-                }
-            }
-            s
-        },
+        |c| mutate_text(c, &seeds, alphabet, b"99999999999999999999"),
         |bytes| {
             let text = String::from_utf8_lossy(bytes);
             let _ = calib::profile::parse_shape(&text);
@@ -410,8 +395,8 @@ fn fuzz_profile_shape_and_option_parsers() {
 
 #[test]
 fn fuzz_external_data_references() {
-    // `conv.weight` of the two-input model in `weights.bin` (after 64 bytes of padding that
-    // must never be read as weights), referenced with generated location/offset/length
+    // `conv.weight` of the two-input model in `weights.bin` (after 64 zero bytes that must
+    // never be read as weights), referenced with generated location/offset/length
     // values: a load either fails naming the initializer, or reads exactly the weights.
     let seed = test_support::synth::two_input_model();
     let weights = seed
@@ -423,6 +408,8 @@ fn fuzz_external_data_references() {
         .raw_data
         .clone();
     let exact = weights.len().to_string();
+    let mut padded = vec![0u8; 64];
+    padded.extend(&weights);
     let values = [
         "64",
         "0",
@@ -471,31 +458,14 @@ fn fuzz_external_data_references() {
         |input| {
             let v: serde_json::Value = serde_json::from_slice(input).unwrap();
             let dir = tempfile::tempdir().unwrap();
-            let mut padded = vec![0xAB; 64];
-            padded.extend(&weights);
-            std::fs::write(dir.path().join("weights.bin"), &padded).unwrap();
-            std::os::unix::fs::symlink("/etc/hostname", dir.path().join("link.bin")).unwrap();
-            let mut m = seed.clone();
-            let w = m
-                .graph_mut()
-                .initializer
-                .iter_mut()
-                .find(|t| t.name == "conv.weight")
-                .unwrap();
-            w.raw_data.clear();
-            w.data_location = Some(1);
-            w.external_data = ["location", "offset", "length"]
-                .iter()
-                .zip(v.as_array().unwrap())
-                .filter_map(|(k, v)| {
-                    v.as_str().map(|v| pb::StringStringEntryProto {
-                        key: k.to_string(),
-                        value: v.to_string(),
-                    })
-                })
+            let fields: Vec<(&str, &str)> = ["offset", "length"]
+                .into_iter()
+                .zip(&v.as_array().unwrap()[1..])
+                .filter_map(|(k, v)| v.as_str().map(|v| (k, v)))
                 .collect();
-            let path = dir.path().join("model.onnx");
-            std::fs::write(&path, m.to_bytes()).unwrap();
+            let location = v[0].as_str().unwrap();
+            let path = test_support::synth::external_model(dir.path(), location, &fields, 64);
+            std::os::unix::fs::symlink("/etc/hostname", dir.path().join("link.bin")).unwrap();
             match Model::load(&path) {
                 Ok(loaded) => {
                     let w = loaded

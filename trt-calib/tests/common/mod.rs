@@ -68,40 +68,6 @@ pub fn quantize(dir: &Path, extra: &[&str]) -> (bool, String) {
     trt_calib(&args)
 }
 
-/// The two-input model of `test_support::synth` with `conv.weight` moved to `weights.bin`
-/// (after `padding` zero bytes) in `folder`, its external data `location` and `fields`.
-pub fn external_model(
-    folder: &Path,
-    location: &str,
-    fields: &[(&str, &str)],
-    padding: usize,
-) -> std::path::PathBuf {
-    use tract_onnx::pb;
-    let mut m = test_support::synth::two_input_model();
-    let w = m
-        .graph_mut()
-        .initializer
-        .iter_mut()
-        .find(|t| t.name == "conv.weight")
-        .unwrap();
-    let bytes = std::mem::take(&mut w.raw_data);
-    w.data_location = Some(1);
-    w.external_data = std::iter::once(("location", location))
-        .chain(fields.iter().copied())
-        .map(|(k, v)| pb::StringStringEntryProto {
-            key: k.into(),
-            value: v.into(),
-        })
-        .collect();
-    std::fs::create_dir_all(folder).unwrap();
-    let mut padded = vec![0u8; padding];
-    padded.extend(bytes);
-    std::fs::write(folder.join("weights.bin"), padded).unwrap();
-    let path = folder.join("model.onnx");
-    std::fs::write(&path, m.to_bytes()).unwrap();
-    path
-}
-
 /// A path as `&str` (the tests' paths are UTF-8).
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
