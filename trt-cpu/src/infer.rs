@@ -197,7 +197,13 @@ impl CpuModel {
             };
             m.set_input_fact(i, InferenceFact::dt_shape(dt, shape.clone()))?;
         }
-        let plan = StreamingPlan::new(m.into_optimized()?, self.graph_outputs).map(Arc::new);
+        let mut typed = m.into_typed()?.into_decluttered()?;
+        let split = crate::batch::split_batched_convs(&mut typed)?;
+        if split > 0 {
+            log::debug!("{}: {split} convolution(s) run item by item", self.name);
+        }
+        typed.optimize()?;
+        let plan = StreamingPlan::new(typed, self.graph_outputs).map(Arc::new);
         // Optimising a plan allocates and frees many large temporaries (weights packed and
         // repacked); hand the freed memory back to the system rather than let it count as
         // this process's until exit.

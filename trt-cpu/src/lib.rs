@@ -19,6 +19,7 @@
 //! Inputs are tract [`Tensor`]s, so a caller converts its own tensors once (the runtime
 //! from its `ndarray` views, calibration from its samples).
 
+mod batch;
 pub mod check;
 mod choice;
 mod error;
