@@ -13,7 +13,8 @@
 //! - [`check`]: structural checks of a graph before any engine sees it.
 //! - [`infer`]: [`CpuModel`], concrete-shape tract plans (intermediate tensors streamed to
 //!   the caller), onnxruntime ([`onnxruntime`]) where tract cannot run a model, and the
-//!   engine choice.
+//!   engine choice. Before a plan is optimised, batched convolutions whose im2col scratch
+//!   would be large run item by item (`batch`, internal: tract's lazy im2col is batch-1 only).
 //! - [`widen`]: the float32-scale form of float16 Q/DQ that tract needs.
 //!
 //! Inputs are tract [`Tensor`]s, so a caller converts its own tensors once (the runtime
