@@ -23,7 +23,7 @@ pub(crate) fn of(
 ) -> Result<String> {
     let mut h = Sha256::new();
     h.update(FORMAT_VERSION.to_le_bytes());
-    h.update(model.to_bytes());
+    model.content_parts(&mut |part| h.update(part))?;
     let options = serde_json::json!({
         "method": method, "bins": bins, "profiles": profiles, "exclusions": exclusions,
     });

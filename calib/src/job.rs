@@ -55,6 +55,14 @@ use crate::qdq::Exclusions;
 use crate::report::{self, Report};
 use crate::tune::{self, Criterion, Target, TuneOptions, Tuning};
 
+/// Models with at least this many bytes of weights are calibrated with them offloaded to a
+/// temporary file ([`Model::offload_weights`]): below it, the copy costs more than it saves.
+pub const OFFLOAD_MIN_BYTES: usize = 16 << 20;
+
+/// Initializers of at least this many bytes are the ones offloaded (the rest, shapes and
+/// scales, stay in memory where graph rewrites read them).
+pub const OFFLOAD_MIN_TENSOR_BYTES: usize = 64 << 10;
+
 type ProgressFn = dyn Fn(Progress) + Send + Sync;
 type StepFn = dyn Fn(&str) + Send + Sync;
 
@@ -133,6 +141,24 @@ impl Quantized {
         match &self.tuning {
             Some(t) if self.calibration.method == Method::Auto => format!("auto: {}", t.chosen),
             _ => self.calibration.method.name(),
+        }
+    }
+}
+
+/// `model` with its weights offloaded when it is large enough (see [`OFFLOAD_MIN_BYTES`]);
+/// the in-memory copy goes with `model` (moved here, not shadowed and kept).
+fn offloaded(model: Model) -> Model {
+    if model.weight_bytes() < OFFLOAD_MIN_BYTES {
+        return model;
+    }
+    match model.offload_weights(OFFLOAD_MIN_TENSOR_BYTES) {
+        Ok(light) => light,
+        Err(e) => {
+            log::warn!(
+                "{}: the weights stay in memory while calibrating ({e})",
+                model.name()
+            );
+            model
         }
     }
 }
@@ -398,7 +424,7 @@ impl Job {
     /// [`Error::Sample`] for the first bad held-out or calibration sample (held-out samples
     /// are all checked first); calibration's, tuning's (a target that cannot be met) and Q/DQ
     /// insertion's errors.
-    pub fn run(self) -> Result<Quantized> {
+    pub fn run(mut self) -> Result<Quantized> {
         let start = Instant::now();
         let options = TuneOptions {
             target: self.target.clone(),
@@ -427,6 +453,13 @@ impl Job {
             }
         }
         let fingerprint = self.fingerprints()?.calibration.clone();
+        // The float weights go to a temporary file until the quantized model is complete:
+        // tract reads them from there, Q/DQ insertion reads each weight it quantizes, and
+        // the process holds one copy of the weights at a time, not two (tract's and the
+        // protobuf's). Where no temporary file can be written, they stay in memory.
+        let model = offloaded(model);
+        // The job's own copy (the model as given) goes too; its fingerprints are computed.
+        self.model = model.clone();
         let prepared = Prepared::new(&model);
         let calibrator = self.calibrator(&prepared);
         let (calibration, reused) = match &self.calibration_cache {
@@ -450,9 +483,10 @@ impl Job {
             }
             _ => (calibration, None),
         };
-        let mut qdq = calibration.apply(&prepared)?;
+        let qdq = calibration.apply(&prepared)?;
         // The float form is not needed any more: its weights go before the report runs.
         drop(prepared);
+        let mut qdq = qdq.with_weights()?;
         if self.fp16 {
             qdq = crate::fp16::convert(&qdq);
         }

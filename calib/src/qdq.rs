@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tract_onnx::pb;
 
 use crate::error::{Error, Result};
-use crate::model::{DType, Model, initializer_f32};
+use crate::model::{DType, Model};
 use crate::observer::{quantize, scale_for};
 use crate::prepared::Prepared;
 
@@ -430,7 +430,8 @@ pub fn insert(
                     format!("weight '{}' is not an initializer", point.initializer),
                 )
             })?;
-        let values = initializer_f32(w).ok_or_else(|| {
+        // An offloaded form's weights are read from their file, one at a time.
+        let values = prepared.form().initializer_f32(w)?.ok_or_else(|| {
             Error::model(
                 &name,
                 format!("weight '{}' is not float32", point.initializer),

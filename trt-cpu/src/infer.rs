@@ -68,13 +68,17 @@ struct PlanCache {
 /// A model prepared for CPU inference.
 #[derive(Debug)]
 pub struct CpuModel {
-    /// tract's graph, dropped when the model moves to onnxruntime.
+    /// tract's graph, dropped when the model moves to onnxruntime or one shared plan serves
+    /// every shape (then parsed again from `fallback` if a concrete plan is ever needed).
     template: Mutex<Option<InferenceModel>>,
     /// The model for onnxruntime, kept only until the engine is chosen (it shares the
-    /// caller's weights: [`Model`] clones are copy-on-write).
+    /// caller's weights: [`Model`] clones are copy-on-write), or for as long as the shared
+    /// plan is used (to parse the template again).
     fallback: Mutex<Option<Model>>,
     engine: OnceLock<Engine>,
     plans: Mutex<PlanCache>,
+    /// One symbolic plan for every shape, when [`CpuModel::prepare`] chose it.
+    shared: OnceLock<Plan>,
     limit: usize,
     /// Return freed memory to the system after every call (batch work such as calibration).
     trim_after_calls: bool,
@@ -123,34 +127,19 @@ impl CpuModel {
                 .cloned()
                 .collect::<Vec<_>>(),
         );
-        let ctx = |step: &str| format!("{name}: {step}");
         crate::check::check(model)?;
         // tract's Q/DQ take float32 scales; FP16 models get the equivalent float32 form.
         let widened = crate::widen::widen_qdq_for_tract(model);
         let model = widened.unwrap_or_else(|| model.clone());
-        // Intermediate shape annotations (`value_info`) are ignored and output shapes are
-        // not read (tract's default): tract infers every shape from the concrete inputs
-        // instead of trying to unify them with annotations that exporters often get wrong.
-        let mut template = tract_onnx::onnx()
-            .with_ignore_value_info(true)
-            .model_for_proto_model(model.proto())
-            .map_err(|e| Error::inference(ctx("loading into tract"), e))?;
-        let weights: usize = model
-            .proto()
-            .graph
-            .iter()
-            .flat_map(|g| &g.initializer)
-            .map(|t| t.raw_data.len() + 4 * t.float_data.len())
-            .sum();
-        template
-            .select_outputs_by_name(&outputs)
-            .map_err(|e| Error::inference(ctx("selecting outputs"), e))?;
+        let template = parse(&model, &outputs)?;
+        let weights = model.weight_bytes();
         let limit = (PLAN_WEIGHT_BUDGET / weights.max(1)).clamp(2, DEFAULT_CONCRETE_PLANS);
         Ok(CpuModel {
             template: Mutex::new(Some(template)),
             fallback: Mutex::new(Some(model)),
             engine: OnceLock::new(),
             plans: Mutex::default(),
+            shared: OnceLock::new(),
             limit,
             trim_after_calls: false,
             name,
@@ -173,34 +162,67 @@ impl CpuModel {
     }
 
     fn concrete_plan(&self, sig: &ShapeSignature) -> TractResult<Plan> {
-        let mut m = self
+        let facts = sig
+            .iter()
+            .zip(&self.inputs)
+            .map(|(shape, info)| Ok(InferenceFact::dt_shape(datum_type(info)?, shape.clone())))
+            .collect::<TractResult<Vec<_>>>()?;
+        self.plan_with_facts(self.template()?, facts, true)
+    }
+
+    /// One plan for every shape the inputs' dynamic dimensions can take (tract's symbolic
+    /// analysis; a dimension named alike on several inputs is one symbol).
+    ///
+    /// tract's graph is moved into the plan, not copied: the weights it no longer needs once
+    /// packed are freed as optimisation goes, so building costs no second copy of them.
+    fn shared_plan(&self) -> TractResult<Plan> {
+        let taken = self
             .template
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or_else(|| TractError::msg("the model runs on onnxruntime"))?;
-        for (i, (shape, info)) in sig.iter().zip(&self.inputs).enumerate() {
-            let dt = match info.elem_type {
-                DType::F32 => f32::datum_type(),
-                DType::F16 => f16::datum_type(),
-                DType::F64 => f64::datum_type(),
-                DType::I8 => i8::datum_type(),
-                DType::U8 => u8::datum_type(),
-                DType::I16 => i16::datum_type(),
-                DType::U16 => u16::datum_type(),
-                DType::I32 => i32::datum_type(),
-                DType::U32 => u32::datum_type(),
-                DType::I64 => i64::datum_type(),
-                DType::U64 => u64::datum_type(),
-                DType::Bool => bool::datum_type(),
-                DType::Bf16 => return Err(TractError::msg("bfloat16 inputs are not supported")),
-            };
-            m.set_input_fact(i, InferenceFact::dt_shape(dt, shape.clone()))?;
+            .take();
+        let template = match taken {
+            Some(t) => t,
+            None => self.template()?,
+        };
+        let symbols = template.symbols.clone();
+        let facts = self
+            .inputs
+            .iter()
+            .map(|info| {
+                let dims: TVec<TDim> = info
+                    .dims
+                    .iter()
+                    .enumerate()
+                    .map(|(axis, d)| match d {
+                        crate::model::Dim::Fixed(v) => TDim::Val(*v),
+                        crate::model::Dim::Symbolic(s) => symbols.sym(s).into(),
+                        crate::model::Dim::Unknown => {
+                            symbols.sym(&format!("{}_{axis}", info.name)).into()
+                        }
+                    })
+                    .collect();
+                Ok(InferenceFact::dt_shape(datum_type(info)?, dims))
+            })
+            .collect::<TractResult<Vec<_>>>()?;
+        self.plan_with_facts(template, facts, false)
+    }
+
+    fn plan_with_facts(
+        &self,
+        mut m: InferenceModel,
+        facts: Vec<InferenceFact>,
+        concrete: bool,
+    ) -> TractResult<Plan> {
+        for (i, fact) in facts.into_iter().enumerate() {
+            m.set_input_fact(i, fact)?;
         }
         let mut typed = m.into_typed()?.into_decluttered()?;
-        let split = crate::batch::split_batched_convs(&mut typed)?;
-        if split > 0 {
-            log::debug!("{}: {split} convolution(s) run item by item", self.name);
+        if concrete {
+            let split = crate::batch::split_batched_convs(&mut typed)?;
+            if split > 0 {
+                log::debug!("{}: {split} convolution(s) run item by item", self.name);
+            }
         }
         typed.optimize()?;
         let plan = StreamingPlan::new(typed, self.graph_outputs).map(Arc::new);
@@ -211,7 +233,50 @@ impl CpuModel {
         plan
     }
 
+    /// A copy of tract's graph (weights shared), parsed again when the shared plan let it go.
+    fn template(&self) -> TractResult<InferenceModel> {
+        let mut template = self.template.lock().unwrap_or_else(|e| e.into_inner());
+        if template.is_none() {
+            let source = self.fallback.lock().unwrap_or_else(|e| e.into_inner());
+            let model = source
+                .as_ref()
+                .ok_or_else(|| TractError::msg("the model runs on onnxruntime"))?;
+            *template = Some(parse(model, &self.outputs).map_err(|e| TractError::msg(e.to_string()))?);
+        }
+        template
+            .clone()
+            .ok_or_else(|| TractError::msg("the model runs on onnxruntime"))
+    }
+
+    /// The input shapes agree with the dimension names the shared plan was built with (one
+    /// name, one extent across inputs): tract's symbolic plan would refuse them otherwise.
+    fn fits_shared(&self, sig: &ShapeSignature) -> bool {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (info, shape) in self.inputs.iter().zip(sig) {
+            if shape.len() != info.dims.len() {
+                return false;
+            }
+            for (d, &extent) in info.dims.iter().zip(shape) {
+                match d {
+                    crate::model::Dim::Fixed(v) if *v != extent as i64 => return false,
+                    crate::model::Dim::Symbolic(s) => {
+                        if *seen.entry(s.as_str()).or_insert(extent) != extent {
+                            return false;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        true
+    }
+
     fn plan_for(&self, sig: &ShapeSignature) -> Result<Plan> {
+        if let Some(plan) = self.shared.get()
+            && self.fits_shared(sig)
+        {
+            return Ok(plan.clone());
+        }
         let slot = {
             let mut cache = self.plans.lock().unwrap_or_else(|e| e.into_inner());
             cache.clock += 1;
@@ -338,6 +403,39 @@ impl CpuModel {
         let mut sorted: Vec<&ShapeSignature> = signatures.iter().collect();
         sorted.sort();
         sorted.dedup();
+        // More shapes than cached plans: one plan for all of them (one packed copy of the
+        // weights, built once), when tract's symbolic analysis gets through the graph.
+        if sorted.len() > self.limit
+            && sorted.iter().all(|s| self.fits_shared(s))
+            && self.shared.get().is_none()
+        {
+            match contained(|| self.shared_plan()) {
+                Ok(Ok(plan)) => {
+                    let _ = self.shared.set(plan);
+                    let _ = self.engine.set(Engine::Tract);
+                    self.plans
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .slots
+                        .clear();
+                    return_freed_memory();
+                    log::debug!(
+                        "{}: one plan for {} input shapes",
+                        self.name,
+                        sorted.len()
+                    );
+                    return Ok(());
+                }
+                Ok(Err(e)) => log::debug!(
+                    "{}: one plan per input shape (symbolic analysis: {e})",
+                    self.name
+                ),
+                Err(p) => log::debug!(
+                    "{}: one plan per input shape (symbolic analysis panicked: {p})",
+                    self.name
+                ),
+            }
+        }
         let mut failure = None;
         for sig in sorted {
             if let Err(e) = self.plan_for(sig) {
@@ -383,6 +481,10 @@ impl CpuModel {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
+        // onnxruntime takes the model as bytes: offloaded weights come back first.
+        let model = model
+            .with_weights()
+            .map_err(|e| Error::inference(context(), e))?;
         let proto = without_shape_annotations(model.proto());
         drop(model);
         let ort = crate::onnxruntime::OrtModel::new(proto, &self.outputs)
@@ -533,6 +635,53 @@ impl CpuModel {
         }
         Ok(out)
     }
+}
+
+/// tract's graph of `model` with these outputs. Intermediate shape annotations
+/// (`value_info`) are ignored and output shapes are not read (tract's default): tract infers
+/// every shape from the inputs instead of trying to unify them with annotations that
+/// exporters often get wrong.
+fn parse(model: &Model, outputs: &[String]) -> Result<InferenceModel> {
+    let ctx = |step: &str| format!("{}: {step}", model.name());
+    // An offloaded model's weights are external data in their own folder.
+    let dir = model.offload_dir().map(|d| d.to_string_lossy().into_owned());
+    let parsed = tract_onnx::onnx()
+        .with_ignore_value_info(true)
+        .parse(model.proto(), dir.as_deref())
+        .map_err(|e| Error::inference(ctx("loading into tract"), e))?;
+    if !parsed.unresolved_inputs.is_empty() {
+        return Err(Error::inference(
+            ctx("loading into tract"),
+            format!(
+                "inputs no node or initializer provides: {}",
+                parsed.unresolved_inputs.join(", ")
+            ),
+        ));
+    }
+    let mut template = parsed.model;
+    template
+        .select_outputs_by_name(outputs)
+        .map_err(|e| Error::inference(ctx("selecting outputs"), e))?;
+    Ok(template)
+}
+
+/// tract's element type for an input.
+fn datum_type(info: &TensorInfo) -> TractResult<DatumType> {
+    Ok(match info.elem_type {
+        DType::F32 => f32::datum_type(),
+        DType::F16 => f16::datum_type(),
+        DType::F64 => f64::datum_type(),
+        DType::I8 => i8::datum_type(),
+        DType::U8 => u8::datum_type(),
+        DType::I16 => i16::datum_type(),
+        DType::U16 => u16::datum_type(),
+        DType::I32 => i32::datum_type(),
+        DType::U32 => u32::datum_type(),
+        DType::I64 => i64::datum_type(),
+        DType::U64 => u64::datum_type(),
+        DType::Bool => bool::datum_type(),
+        DType::Bf16 => return Err(TractError::msg("bfloat16 inputs are not supported")),
+    })
 }
 
 /// Values of a tensor as `f32` (any float or integer type is converted).

@@ -27,6 +27,7 @@ mod error;
 pub mod files;
 pub mod infer;
 pub mod model;
+pub mod offload;
 pub mod onnxruntime;
 mod plan;
 pub mod widen;

@@ -12,6 +12,7 @@ use tract_onnx::pb;
 
 use crate::error::{Error, Result};
 use crate::files::confined;
+use crate::offload::Offloaded;
 pub use crate::files::{folder_of, open_regular, replaceable, write_atomic};
 pub use trt_manifest::DType;
 
@@ -130,6 +131,8 @@ pub struct Model {
     name: String,
     path: Option<PathBuf>,
     external_files: Vec<PathBuf>,
+    /// Where the initializers moved out of memory are ([`Model::offload_weights`]).
+    offloaded: Option<Arc<Offloaded>>,
 }
 
 impl Model {
@@ -152,9 +155,14 @@ impl Model {
                 ),
             ));
         }
-        let mut bytes = Vec::with_capacity(len as usize);
-        std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| Error::io(path, e))?;
-        let mut model = Self::decode(&bytes, path)?;
+        // Decoded as it is read: the file's bytes are never all in memory next to the
+        // decoded model (twice the weights at once).
+        let mut reader = FileBuf::new(&mut file, len);
+        let decoded = Self::decode(&mut reader, path);
+        if let Some(e) = reader.error.take() {
+            return Err(Error::io(path, e));
+        }
+        let mut model = decoded?;
         model.name = path.display().to_string();
         model.path = Some(path.to_path_buf());
         let dir = folder_of(path).to_path_buf();
@@ -191,10 +199,11 @@ impl Model {
             name,
             path: None,
             external_files: Vec::new(),
+            offloaded: None,
         })
     }
 
-    fn decode(bytes: &[u8], path: &Path) -> Result<Model> {
+    fn decode(bytes: impl prost::bytes::Buf, path: &Path) -> Result<Model> {
         let proto = pb::ModelProto::decode(bytes).map_err(|e| Error::Decode {
             path: path.to_path_buf(),
             message: e.to_string(),
@@ -210,6 +219,7 @@ impl Model {
             name: path.display().to_string(),
             path: None,
             external_files: Vec::new(),
+            offloaded: None,
         })
     }
 
@@ -496,9 +506,162 @@ impl Model {
         cleared
     }
 
-    /// Serializes the model with every initializer inline.
+    /// Serializes the model with every initializer inline. The initializers of an
+    /// [offloaded](Model::offload_weights) model stay references to its temporary file:
+    /// serialize [`Model::with_weights`] to write a complete model.
     pub fn to_bytes(&self) -> Vec<u8> {
         self.proto.encode_to_vec()
+    }
+
+    /// Feeds the model's content to `sink` in parts: the model without its initializers'
+    /// raw bytes (encoded), then each initializer's raw bytes in order, each part after its
+    /// length. What a hash of the model needs, without encoding the whole model at once (a
+    /// second copy of the weights); an offloaded model gives the same parts as in memory.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when offloaded weights cannot be read.
+    pub fn content_parts(&self, sink: &mut dyn FnMut(&[u8])) -> Result<()> {
+        let mut shell = crate::offload::shell(&self.proto);
+        let graph = shell.graph.get_or_insert_with(Default::default);
+        for t in &self.graph().initializer {
+            let mut copy = crate::offload::tensor_shell(t);
+            if let Some(location) = self
+                .offloaded
+                .as_ref()
+                .and_then(|o| o.original_location(t))
+            {
+                // As it was before offloading.
+                copy.data_location = location;
+                copy.external_data.clear();
+            }
+            graph.initializer.push(copy);
+        }
+        let mut part = |bytes: &[u8]| {
+            sink(&(bytes.len() as u64).to_le_bytes());
+            sink(bytes);
+        };
+        part(&shell.encode_to_vec());
+        for t in &self.graph().initializer {
+            part(&self.initializer_bytes(t)?);
+        }
+        Ok(())
+    }
+
+    /// The model with every main-graph initializer of at least `min_bytes` moved to a
+    /// temporary file (see [`crate::offload`]): the same graph, a fraction of the memory.
+    /// tract reads the weights from that file ([`crate::CpuModel`] takes such a model);
+    /// [`Model::with_weights`] brings them back; clones share the file, which is deleted with
+    /// the last of them. Returns a clone when no initializer is that large (or the model is
+    /// already offloaded).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the temporary file cannot be written (nothing changes then).
+    pub fn offload_weights(&self, min_bytes: usize) -> Result<Model> {
+        if self.offloaded.is_some() {
+            return Ok(self.clone());
+        }
+        Ok(match crate::offload::offload(&self.proto, min_bytes)? {
+            Some((light, offloaded)) => Model {
+                proto: Arc::new(light),
+                name: self.name.clone(),
+                path: self.path.clone(),
+                external_files: self.external_files.clone(),
+                offloaded: Some(Arc::new(offloaded)),
+            },
+            None => self.clone(),
+        })
+    }
+
+    /// Whether some initializers are in a temporary file ([`Model::offload_weights`]).
+    pub fn is_offloaded(&self) -> bool {
+        self.offloaded.is_some()
+    }
+
+    /// The folder of the offloaded weights' file (for an engine that reads ONNX external
+    /// data relative to a folder), `None` when nothing is offloaded.
+    pub fn offload_dir(&self) -> Option<&Path> {
+        self.offloaded.as_deref().map(Offloaded::dir)
+    }
+
+    /// The model with every initializer in memory: offloaded ones read back from their file
+    /// (a clone when nothing is offloaded).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the temporary file cannot be read.
+    pub fn with_weights(&self) -> Result<Model> {
+        let Some(offloaded) = &self.offloaded else {
+            return Ok(self.clone());
+        };
+        let mut proto = crate::offload::shell(&self.proto);
+        let graph = proto.graph.get_or_insert_with(Default::default);
+        for t in &self.graph().initializer {
+            let mut copy = crate::offload::tensor_shell(t);
+            copy.raw_data = t.raw_data.clone();
+            offloaded.restore(&mut copy)?;
+            graph.initializer.push(copy);
+        }
+        Ok(Model {
+            proto: Arc::new(proto),
+            name: self.name.clone(),
+            path: self.path.clone(),
+            external_files: self.external_files.clone(),
+            offloaded: None,
+        })
+    }
+
+    /// The raw bytes of an initializer of this model, read from the temporary file when it
+    /// is offloaded (`t.raw_data` otherwise, which is empty for typed-field tensors).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the temporary file cannot be read.
+    pub fn initializer_bytes<'a>(
+        &self,
+        t: &'a pb::TensorProto,
+    ) -> Result<std::borrow::Cow<'a, [u8]>> {
+        if let Some(offloaded) = &self.offloaded
+            && let Some(bytes) = offloaded.read(t)?
+        {
+            return Ok(std::borrow::Cow::Owned(bytes));
+        }
+        Ok(std::borrow::Cow::Borrowed(&t.raw_data))
+    }
+
+    /// Float32 values of an initializer of this model ([`initializer_f32`], reading an
+    /// offloaded one from its file).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the temporary file cannot be read.
+    pub fn initializer_f32(&self, t: &pb::TensorProto) -> Result<Option<Vec<f32>>> {
+        let bytes = self.initializer_bytes(t)?;
+        if let std::borrow::Cow::Owned(raw) = bytes {
+            let mut full = crate::offload::tensor_shell(t);
+            full.raw_data = raw;
+            full.data_location = None;
+            return Ok(initializer_f32(&full));
+        }
+        Ok(initializer_f32(t))
+    }
+
+    /// Bytes of the main graph's initializers, offloaded ones included.
+    pub fn weight_bytes(&self) -> usize {
+        self.graph()
+            .initializer
+            .iter()
+            .map(|t| {
+                let offloaded = t
+                    .external_data
+                    .iter()
+                    .find(|e| e.key == "length")
+                    .and_then(|e| e.value.parse::<usize>().ok())
+                    .filter(|_| self.offloaded.is_some());
+                offloaded.unwrap_or(t.raw_data.len() + 4 * t.float_data.len())
+            })
+            .sum()
     }
 
     /// Writes the model, with initializers inline or in `<file name>.data` (see
@@ -508,6 +671,9 @@ impl Model {
     ///
     /// [`Error::Io`] naming the file.
     pub fn save(&self, path: impl AsRef<Path>, storage: WeightStorage) -> Result<()> {
+        if self.offloaded.is_some() {
+            return self.with_weights()?.save(path, storage);
+        }
         let path = path.as_ref();
         let threshold = match storage {
             WeightStorage::Inline => None,
@@ -559,6 +725,79 @@ impl Model {
         }
         write_atomic(&path.with_file_name(&data_name), &data)?;
         write_atomic(path, &proto.encode_to_vec())
+    }
+}
+
+/// A file read through a small window, for decoding a protobuf as it is read. A read error
+/// ends the input early (the decoder then fails) and is kept for the caller to report.
+struct FileBuf<'a> {
+    file: &'a mut std::fs::File,
+    window: Vec<u8>,
+    start: usize,
+    end: usize,
+    remaining: usize,
+    error: Option<std::io::Error>,
+}
+
+impl<'a> FileBuf<'a> {
+    const WINDOW: usize = 1 << 20;
+
+    fn new(file: &'a mut std::fs::File, len: u64) -> FileBuf<'a> {
+        let mut buf = FileBuf {
+            file,
+            window: vec![0; Self::WINDOW],
+            start: 0,
+            end: 0,
+            remaining: usize::try_from(len).unwrap_or(usize::MAX),
+            error: None,
+        };
+        buf.refill();
+        buf
+    }
+
+    /// Reads the next window once the current one is used up.
+    fn refill(&mut self) {
+        while self.start == self.end && self.remaining > 0 {
+            let want = self.remaining.min(self.window.len());
+            match std::io::Read::read(self.file, &mut self.window[..want]) {
+                Ok(0) => {
+                    self.error = Some(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the file became shorter while it was read",
+                    ));
+                    self.remaining = 0;
+                }
+                Ok(n) => {
+                    self.start = 0;
+                    self.end = n;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.error = Some(e);
+                    self.remaining = 0;
+                }
+            }
+        }
+    }
+}
+
+impl prost::bytes::Buf for FileBuf<'_> {
+    fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    fn chunk(&self) -> &[u8] {
+        &self.window[self.start..self.end]
+    }
+
+    fn advance(&mut self, mut cnt: usize) {
+        while cnt > 0 && self.remaining > 0 {
+            let step = cnt.min(self.end - self.start);
+            self.start += step;
+            self.remaining -= step;
+            cnt -= step;
+            self.refill();
+        }
     }
 }
 

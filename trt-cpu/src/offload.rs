@@ -1,0 +1,241 @@
+//! Weights moved out of memory into a temporary file while a model is worked on without
+//! them (calibration reads every weight once, into tract's graph; the protobuf's copy would
+//! only double the peak memory).
+//!
+//! An offloaded initializer is standard ONNX external data (`data_location = EXTERNAL`,
+//! `location`/`offset`/`length`) pointing at [`WEIGHTS_FILE`] in a private temporary folder,
+//! so tract reads it straight from there; [`Model::with_weights`](crate::Model::with_weights)
+//! reads it back, and [`Model::initializer_bytes`](crate::Model::initializer_bytes) reads one
+//! tensor when a caller needs its values. The folder goes when the last model that refers to
+//! it is dropped. It is made under the system's temporary folder (`TMPDIR`): where that is a
+//! RAM file system, the weights leave the process's memory but not the machine's.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use tract_onnx::pb;
+
+use crate::error::{Error, Result};
+
+/// The file name of the offloaded weights inside their temporary folder.
+pub const WEIGHTS_FILE: &str = "weights.bin";
+
+/// The temporary file that holds a model's offloaded weights.
+#[derive(Debug)]
+pub(crate) struct Offloaded {
+    dir: tempfile::TempDir,
+    /// `data_location` of each offloaded initializer before it was offloaded.
+    locations: HashMap<String, Option<i32>>,
+}
+
+impl Offloaded {
+    /// The folder that holds [`WEIGHTS_FILE`].
+    pub(crate) fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn file(&self) -> PathBuf {
+        self.dir.path().join(WEIGHTS_FILE)
+    }
+
+    /// The bytes of an initializer this file holds (`None` for one it does not).
+    pub(crate) fn read(&self, t: &pb::TensorProto) -> Result<Option<Vec<u8>>> {
+        let Some((offset, length)) = self.place_of(t) else {
+            return Ok(None);
+        };
+        let path = self.file();
+        let read = || -> std::io::Result<Vec<u8>> {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut f = std::fs::File::open(&path)?;
+            f.seek(SeekFrom::Start(offset))?;
+            let mut bytes = vec![0; length];
+            f.read_exact(&mut bytes)?;
+            Ok(bytes)
+        };
+        read().map(Some).map_err(|e| Error::io(&path, e))
+    }
+
+    /// Offset and length of an initializer offloaded here.
+    fn place_of(&self, t: &pb::TensorProto) -> Option<(u64, usize)> {
+        if t.data_location != Some(pb::tensor_proto::DataLocation::External as i32)
+            || !self.locations.contains_key(&t.name)
+        {
+            return None;
+        }
+        let value = |key: &str| {
+            t.external_data
+                .iter()
+                .find(|e| e.key == key)
+                .map(|e| e.value.as_str())
+        };
+        if value("location") != Some(WEIGHTS_FILE) {
+            return None;
+        }
+        Some((value("offset")?.parse().ok()?, value("length")?.parse().ok()?))
+    }
+
+    /// The `data_location` an initializer offloaded here had before (`None` when it is not
+    /// one of them).
+    pub(crate) fn original_location(&self, t: &pb::TensorProto) -> Option<Option<i32>> {
+        self.place_of(t)?;
+        self.locations.get(&t.name).copied()
+    }
+
+    /// Puts an offloaded initializer's bytes back in place.
+    pub(crate) fn restore(&self, t: &mut pb::TensorProto) -> Result<()> {
+        if let Some(bytes) = self.read(t)? {
+            t.raw_data = bytes;
+            t.data_location = self.locations.get(&t.name).copied().flatten();
+            t.external_data.clear();
+        }
+        Ok(())
+    }
+}
+
+/// `proto` with every main-graph initializer of at least `min_bytes` of raw data moved to a
+/// new temporary file; `None` when no initializer is that large.
+pub(crate) fn offload(
+    proto: &pb::ModelProto,
+    min_bytes: usize,
+) -> Result<Option<(pb::ModelProto, Offloaded)>> {
+    let Some(graph) = proto.graph.as_ref() else {
+        return Ok(None);
+    };
+    if !graph
+        .initializer
+        .iter()
+        .any(|t| t.raw_data.len() >= min_bytes.max(1))
+    {
+        return Ok(None);
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("trt-weights-")
+        .tempdir()
+        .map_err(|e| Error::io(&std::env::temp_dir(), e))?;
+    let path = dir.path().join(WEIGHTS_FILE);
+    let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+    let mut out = std::io::BufWriter::new(file);
+    let mut offset = 0usize;
+    let mut locations = HashMap::new();
+    let mut light = shell(proto);
+    let light_graph = light.graph.get_or_insert_with(Default::default);
+    for t in &graph.initializer {
+        let mut copy = tensor_shell(t);
+        if t.raw_data.len() >= min_bytes.max(1) && !locations.contains_key(&t.name) {
+            out.write_all(&t.raw_data)
+                .map_err(|e| Error::io(&path, e))?;
+            locations.insert(t.name.clone(), t.data_location);
+            copy.data_location = Some(pb::tensor_proto::DataLocation::External as i32);
+            copy.external_data = [
+                ("location", WEIGHTS_FILE.to_string()),
+                ("offset", offset.to_string()),
+                ("length", t.raw_data.len().to_string()),
+            ]
+            .into_iter()
+            .map(|(key, value)| pb::StringStringEntryProto {
+                key: key.into(),
+                value,
+            })
+            .collect();
+            offset += t.raw_data.len();
+        } else {
+            copy.raw_data = t.raw_data.clone();
+        }
+        light_graph.initializer.push(copy);
+    }
+    out.flush().map_err(|e| Error::io(&path, e))?;
+    drop(out);
+    Ok(Some((light, Offloaded { dir, locations })))
+}
+
+/// A copy of `proto` whose main graph has no initializers (everything else is copied).
+pub(crate) fn shell(proto: &pb::ModelProto) -> pb::ModelProto {
+    let pb::ModelProto {
+        ir_version,
+        opset_import,
+        producer_name,
+        producer_version,
+        domain,
+        model_version,
+        doc_string,
+        graph,
+        metadata_props,
+        training_info,
+        functions,
+    } = proto;
+    pb::ModelProto {
+        ir_version: *ir_version,
+        opset_import: opset_import.clone(),
+        producer_name: producer_name.clone(),
+        producer_version: producer_version.clone(),
+        domain: domain.clone(),
+        model_version: *model_version,
+        doc_string: doc_string.clone(),
+        graph: graph.as_ref().map(graph_shell),
+        metadata_props: metadata_props.clone(),
+        training_info: training_info.clone(),
+        functions: functions.clone(),
+    }
+}
+
+fn graph_shell(g: &pb::GraphProto) -> pb::GraphProto {
+    let pb::GraphProto {
+        node,
+        name,
+        initializer: _,
+        sparse_initializer,
+        doc_string,
+        input,
+        output,
+        value_info,
+        quantization_annotation,
+    } = g;
+    pb::GraphProto {
+        node: node.clone(),
+        name: name.clone(),
+        initializer: Vec::new(),
+        sparse_initializer: sparse_initializer.clone(),
+        doc_string: doc_string.clone(),
+        input: input.clone(),
+        output: output.clone(),
+        value_info: value_info.clone(),
+        quantization_annotation: quantization_annotation.clone(),
+    }
+}
+
+/// A copy of an initializer without its raw bytes.
+pub(crate) fn tensor_shell(t: &pb::TensorProto) -> pb::TensorProto {
+    let pb::TensorProto {
+        dims,
+        data_type,
+        segment,
+        float_data,
+        int32_data,
+        string_data,
+        int64_data,
+        name,
+        doc_string,
+        raw_data: _,
+        double_data,
+        uint64_data,
+        data_location,
+        external_data,
+    } = t;
+    pb::TensorProto {
+        dims: dims.clone(),
+        data_type: *data_type,
+        segment: segment.clone(),
+        float_data: float_data.clone(),
+        int32_data: int32_data.clone(),
+        string_data: string_data.clone(),
+        int64_data: int64_data.clone(),
+        name: name.clone(),
+        doc_string: doc_string.clone(),
+        raw_data: Vec::new(),
+        double_data: double_data.clone(),
+        uint64_data: uint64_data.clone(),
+        data_location: *data_location,
+        external_data: external_data.clone(),
+    }
+}
