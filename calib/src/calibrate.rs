@@ -329,23 +329,27 @@ impl Calibrator {
                 inputs: &inputs,
                 cpu: &cpu,
                 index: &index,
-                template: &template,
                 shapes: &shapes,
                 fitted: &fitted,
             };
+            // Each worker's run of samples observes into one set of statistics (a set is a
+            // histogram per tensor: megabytes on a transformer, so not one per sample).
             pool.install(|| {
                 refs.par_iter()
-                    .map(|r| -> Result<Vec<TensorStats>> {
-                        let stats = self.observe_sample(&shared, r)?;
-                        let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                        if let Some(p) = &self.progress {
-                            p(Progress {
-                                done: d,
-                                total: refs.len(),
-                            });
-                        }
-                        Ok(stats)
-                    })
+                    .try_fold(
+                        || template.clone(),
+                        |mut stats, r| -> Result<Vec<TensorStats>> {
+                            self.observe_sample(&shared, r, &mut stats)?;
+                            let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+                            if let Some(p) = &self.progress {
+                                p(Progress {
+                                    done: d,
+                                    total: refs.len(),
+                                });
+                            }
+                            Ok(stats)
+                        },
+                    )
                     .try_reduce(
                         || template.clone(),
                         |mut a, b| {
@@ -423,13 +427,17 @@ impl Calibrator {
         })
     }
 
-    fn observe_sample(&self, pass: &Pass<'_>, r: &SampleRef) -> Result<Vec<TensorStats>> {
+    fn observe_sample(
+        &self,
+        pass: &Pass<'_>,
+        r: &SampleRef,
+        stats: &mut [TensorStats],
+    ) -> Result<()> {
         let Pass {
             source,
             inputs,
             cpu,
             index,
-            template,
             shapes,
             fitted,
         } = *pass;
@@ -449,14 +457,13 @@ impl Calibrator {
             .insert(profile);
         // Each activation is observed as soon as it is made, then freed: a sample never
         // holds all its activations at once.
-        let mut stats = template.to_vec();
         cpu.run_observing(sample.id(), sample.inputs(), &mut |output, t| {
             for (s, _) in stats.iter_mut().zip(index).filter(|(_, i)| **i == output) {
                 observe(s, t)?;
             }
             Ok(())
         })?;
-        Ok(stats)
+        Ok(())
     }
 }
 
@@ -468,8 +475,6 @@ struct Pass<'a> {
     cpu: &'a CpuModel,
     /// Position of each observed tensor among the model's outputs.
     index: &'a [usize],
-    /// Empty statistics, one per observed tensor.
-    template: &'a [TensorStats],
     shapes: &'a Mutex<BTreeMap<String, BTreeSet<Vec<usize>>>>,
     fitted: &'a Mutex<BTreeSet<usize>>,
 }

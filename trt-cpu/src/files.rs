@@ -22,6 +22,22 @@ pub fn folder_of(path: &Path) -> &Path {
 ///
 /// [`Error::Io`] naming the file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |out, tmp| {
+        out.write_all(bytes).map_err(|e| Error::io(tmp, e))
+    })
+}
+
+/// [`write_atomic`] with the content written by `write` (given the buffered temporary file
+/// and its path, for errors), for content too large to build in memory first.
+///
+/// # Errors
+///
+/// [`Error::Io`] naming the file; `write`'s error (the temporary file is removed).
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn std::io::Write, &Path) -> Result<()>,
+) -> Result<()> {
+    use std::io::Write;
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     replaceable(path)?;
     let dir = folder_of(path);
@@ -34,7 +50,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         std::process::id(),
         COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    let written = std::fs::File::create(&tmp)
+        .map_err(|e| Error::io(&tmp, e))
+        .and_then(|file| {
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+            write(&mut out, &tmp)?;
+            out.flush().map_err(|e| Error::io(&tmp, e))
+        });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         Error::io(path, e)

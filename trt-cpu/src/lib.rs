@@ -23,6 +23,7 @@
 mod batch;
 pub mod check;
 mod choice;
+mod encode;
 mod error;
 pub mod files;
 pub mod infer;

@@ -525,17 +525,7 @@ impl Model {
         let mut shell = crate::offload::shell(&self.proto);
         let graph = shell.graph.get_or_insert_with(Default::default);
         for t in &self.graph().initializer {
-            let mut copy = crate::offload::tensor_shell(t);
-            if let Some(location) = self
-                .offloaded
-                .as_ref()
-                .and_then(|o| o.original_location(t))
-            {
-                // As it was before offloading.
-                copy.data_location = location;
-                copy.external_data.clear();
-            }
-            graph.initializer.push(copy);
+            graph.initializer.push(self.restored_shell(t).0);
         }
         let mut part = |bytes: &[u8]| {
             sink(&(bytes.len() as u64).to_le_bytes());
@@ -546,6 +536,34 @@ impl Model {
             part(&self.initializer_bytes(t)?);
         }
         Ok(())
+    }
+
+    /// An initializer without its raw bytes as it is in memory (an offloaded one as it was
+    /// before offloading), and the length of its raw bytes.
+    pub(crate) fn restored_shell(&self, t: &pb::TensorProto) -> (pb::TensorProto, usize) {
+        let mut shell = crate::offload::tensor_shell(t);
+        if let Some((location, length)) = self
+            .offloaded
+            .as_ref()
+            .and_then(|o| o.original_location(t))
+        {
+            shell.data_location = location;
+            shell.external_data.clear();
+            return (shell, length);
+        }
+        (shell, t.raw_data.len())
+    }
+
+    /// Writes the model's protobuf to `out`: the bytes of [`Model::to_bytes`] of
+    /// [`Model::with_weights`], built piece by piece (never the whole encoding in memory; an
+    /// offloaded weight read from its file when its turn comes).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming `dest` (what `out` writes to) when `out` fails, or naming the
+    /// offloaded weights' file when it cannot be read.
+    pub fn write_to(&self, out: &mut dyn std::io::Write, dest: &Path) -> Result<()> {
+        crate::encode::write(self, out, dest)
     }
 
     /// The model with every main-graph initializer of at least `min_bytes` moved to a
@@ -671,18 +689,27 @@ impl Model {
     ///
     /// [`Error::Io`] naming the file.
     pub fn save(&self, path: impl AsRef<Path>, storage: WeightStorage) -> Result<()> {
-        if self.offloaded.is_some() {
-            return self.with_weights()?.save(path, storage);
-        }
         let path = path.as_ref();
         let threshold = match storage {
             WeightStorage::Inline => None,
             WeightStorage::External { threshold } => Some(threshold),
-            WeightStorage::Auto => (self.proto.encoded_len() > PROTOBUF_LIMIT).then_some(1024),
+            WeightStorage::Auto => {
+                // Offloaded weights count at their size in memory.
+                let offloaded: usize = self
+                    .graph()
+                    .initializer
+                    .iter()
+                    .map(|t| self.restored_shell(t).1.saturating_sub(t.raw_data.len()))
+                    .sum();
+                (self.proto.encoded_len() + offloaded > PROTOBUF_LIMIT).then_some(1024)
+            }
         };
         let Some(threshold) = threshold else {
-            return write_atomic(path, &self.to_bytes());
+            return crate::files::write_atomic_with(path, |out, tmp| self.write_to(out, tmp));
         };
+        if self.offloaded.is_some() {
+            return self.with_weights()?.save(path, storage);
+        }
         let file_name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

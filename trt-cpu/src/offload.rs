@@ -75,11 +75,11 @@ impl Offloaded {
         Some((value("offset")?.parse().ok()?, value("length")?.parse().ok()?))
     }
 
-    /// The `data_location` an initializer offloaded here had before (`None` when it is not
-    /// one of them).
-    pub(crate) fn original_location(&self, t: &pb::TensorProto) -> Option<Option<i32>> {
-        self.place_of(t)?;
-        self.locations.get(&t.name).copied()
+    /// The `data_location` an initializer offloaded here had before, and its length in bytes
+    /// (`None` when it is not one of them).
+    pub(crate) fn original_location(&self, t: &pb::TensorProto) -> Option<(Option<i32>, usize)> {
+        let (_, length) = self.place_of(t)?;
+        Some((*self.locations.get(&t.name)?, length))
     }
 
     /// Puts an offloaded initializer's bytes back in place.
