@@ -121,6 +121,8 @@ fn main() -> ExitCode {
             default_hook(info);
         }
     }));
+    // A batch process: large buffers go back to the system as soon as they are freed.
+    calib::infer::unmap_large_buffers_on_free();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect { model } => inspect(model),

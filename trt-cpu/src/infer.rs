@@ -4,7 +4,7 @@
 //! Real models often defeat tract's *symbolic* shape analysis (an FPN Concat over branches whose
 //! heights are `8*((H+31)/32)` and `4*max(…)`, a Flatten over a product of symbols, a Squeeze
 //! inside an `If`), and exporters leave stale intermediate shape annotations (`value_info`,
-//! output dims) that contradict a concrete input shape. So every plan here is built for one
+//! output dims) that contradict a concrete input shape. So plans are built for one
 //! **concrete** input-shape signature, from a graph whose intermediate and output shape
 //! annotations were dropped (element types kept): symbolic analysis is never a precondition.
 //! Concrete plans are also about twice as fast as symbolic ones (measured on a 64-channel conv
@@ -12,6 +12,19 @@
 //! order. Plans are cached per signature, at most [`DEFAULT_CONCRETE_PLANS`] at a time and no
 //! more than [`PLAN_WEIGHT_BUDGET`] bytes of weights between them (least
 //! recently used evicted), which bounds memory: optimised plans hold packed copies of weights.
+//!
+//! When [`CpuModel::prepare`] is given more shapes than that cache holds (a transformer's
+//! sequence lengths, a text recognizer's widths), **one symbolic plan** serves them all if
+//! tract's symbolic analysis gets through the graph ([`CpuModel::shares_one_plan`]): one
+//! packed copy of the weights, built once, and tract's graph is moved into it rather than kept
+//! next to it (`minilm`, 11 lengths: 394 → 244 MiB and 2.1 → 0.9 s with identical
+//! thresholds; BENCHMARKS.md). A shape that contradicts the graph's dimension names (one name,
+//! two extents) gets a concrete plan, and a graph symbolic analysis cannot take keeps one plan
+//! per shape, as above.
+//!
+//! A model whose weights were offloaded ([`Model::offload_weights`]) is read by tract straight
+//! from the offload file (ONNX external data), so the process never holds tract's copy and the
+//! protobuf's at once.
 //!
 //! When tract cannot run a model even with concrete shapes, [`CpuModel`] moves it to
 //! onnxruntime ([`crate::onnxruntime`]) if that library is available, and logs why (once per model).
@@ -241,7 +254,8 @@ impl CpuModel {
             let model = source
                 .as_ref()
                 .ok_or_else(|| TractError::msg("the model runs on onnxruntime"))?;
-            *template = Some(parse(model, &self.outputs).map_err(|e| TractError::msg(e.to_string()))?);
+            *template =
+                Some(parse(model, &self.outputs).map_err(|e| TractError::msg(e.to_string()))?);
         }
         template
             .clone()
@@ -259,10 +273,10 @@ impl CpuModel {
             for (d, &extent) in info.dims.iter().zip(shape) {
                 match d {
                     crate::model::Dim::Fixed(v) if *v != extent as i64 => return false,
-                    crate::model::Dim::Symbolic(s) => {
-                        if *seen.entry(s.as_str()).or_insert(extent) != extent {
-                            return false;
-                        }
+                    crate::model::Dim::Symbolic(s)
+                        if *seen.entry(s.as_str()).or_insert(extent) != extent =>
+                    {
+                        return false;
                     }
                     _ => {}
                 }
@@ -419,11 +433,7 @@ impl CpuModel {
                         .slots
                         .clear();
                     return_freed_memory();
-                    log::debug!(
-                        "{}: one plan for {} input shapes",
-                        self.name,
-                        sorted.len()
-                    );
+                    log::debug!("{}: one plan for {} input shapes", self.name, sorted.len());
                     return Ok(());
                 }
                 Ok(Err(e)) => log::debug!(
@@ -503,6 +513,13 @@ impl CpuModel {
     /// engine.
     pub fn tract_runs(&self, signature: &ShapeSignature) -> Result<()> {
         self.plan_for(signature).map(|_| ())
+    }
+
+    /// Whether one (symbolic) plan serves every input shape [`CpuModel::prepare`] was given:
+    /// chosen when there are more shapes than cached concrete plans and tract's symbolic
+    /// analysis gets through the graph.
+    pub fn shares_one_plan(&self) -> bool {
+        self.shared.get().is_some()
     }
 
     /// The engine that runs this model: `"tract"`, `"onnxruntime"`, or `None` before
@@ -644,7 +661,9 @@ impl CpuModel {
 fn parse(model: &Model, outputs: &[String]) -> Result<InferenceModel> {
     let ctx = |step: &str| format!("{}: {step}", model.name());
     // An offloaded model's weights are external data in their own folder.
-    let dir = model.offload_dir().map(|d| d.to_string_lossy().into_owned());
+    let dir = model
+        .offload_dir()
+        .map(|d| d.to_string_lossy().into_owned());
     let parsed = tract_onnx::onnx()
         .with_ignore_value_info(true)
         .parse(model.proto(), dir.as_deref())
@@ -710,6 +729,21 @@ fn return_freed_memory() {
     // SAFETY: `malloc_trim` only releases free heap pages; it touches no live allocation.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// Makes the allocator map every buffer of 1 MiB or more on its own and unmap it when it is
+/// freed (glibc's `M_MMAP_THRESHOLD`; elsewhere a no-op), for a batch process such as the
+/// `trt-calib` command: glibc otherwise raises that threshold as large buffers are freed and
+/// then serves them from its heap, which keeps their pages after they are freed. Measured
+/// on `dddd_crnn` (54 MB of weights): peak RSS 128 → 109 MiB, same time (BENCHMARKS.md). A
+/// process-wide setting, so it is the application's to choose (a library never calls it).
+pub fn unmap_large_buffers_on_free() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `mallopt` changes an allocator parameter for later allocations; it touches no
+    // live allocation and is safe to call at any time.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 

@@ -8,11 +8,15 @@
 //! - [`model`]: ONNX read/write with `tract-onnx`'s prost types, external data in and out
 //!   (confined to the model's folder), inputs/outputs with symbolic dims kept symbolic, and
 //!   [`write_atomic`], the workspace's one atomic file write.
+//! - [`offload`]: weights moved to a temporary file while a model is worked on without them
+//!   ([`Model::offload_weights`]); `encode` (internal) writes a model piece by piece
+//!   ([`Model::write_to`]), a model file is decoded as it is read: no step holds two copies of
+//!   the weights.
 //! - [`files`]: the file-system rules (atomic writes that never replace a link, device or
 //!   FIFO; regular files only on reads; external data confined to its folder).
 //! - [`check`]: structural checks of a graph before any engine sees it.
-//! - [`infer`]: [`CpuModel`], concrete-shape tract plans (intermediate tensors streamed to
-//!   the caller), onnxruntime ([`onnxruntime`]) where tract cannot run a model, and the
+//! - [`infer`]: [`CpuModel`], concrete-shape tract plans, or one symbolic plan when there are
+//!   many shapes (intermediate tensors streamed to the caller), onnxruntime ([`onnxruntime`]) where tract cannot run a model, and the
 //!   engine choice. Before a plan is optimised, batched convolutions whose im2col scratch
 //!   would be large run item by item (`batch`, internal: tract's lazy im2col is batch-1 only).
 //! - [`widen`]: the float32-scale form of float16 Q/DQ that tract needs.

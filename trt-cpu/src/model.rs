@@ -12,8 +12,8 @@ use tract_onnx::pb;
 
 use crate::error::{Error, Result};
 use crate::files::confined;
-use crate::offload::Offloaded;
 pub use crate::files::{folder_of, open_regular, replaceable, write_atomic};
+use crate::offload::Offloaded;
 pub use trt_manifest::DType;
 
 /// One dimension of a declared shape.
@@ -542,10 +542,8 @@ impl Model {
     /// before offloading), and the length of its raw bytes.
     pub(crate) fn restored_shell(&self, t: &pb::TensorProto) -> (pb::TensorProto, usize) {
         let mut shell = crate::offload::tensor_shell(t);
-        if let Some((location, length)) = self
-            .offloaded
-            .as_ref()
-            .and_then(|o| o.original_location(t))
+        if let Some((location, length)) =
+            self.offloaded.as_ref().and_then(|o| o.original_location(t))
         {
             shell.data_location = location;
             shell.external_data.clear();

@@ -72,7 +72,10 @@ impl Offloaded {
         if value("location") != Some(WEIGHTS_FILE) {
             return None;
         }
-        Some((value("offset")?.parse().ok()?, value("length")?.parse().ok()?))
+        Some((
+            value("offset")?.parse().ok()?,
+            value("length")?.parse().ok()?,
+        ))
     }
 
     /// The `data_location` an initializer offloaded here had before, and its length in bytes
@@ -112,7 +115,7 @@ pub(crate) fn offload(
     let dir = tempfile::Builder::new()
         .prefix("trt-weights-")
         .tempdir()
-        .map_err(|e| Error::io(&std::env::temp_dir(), e))?;
+        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let path = dir.path().join(WEIGHTS_FILE);
     let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
     let mut out = std::io::BufWriter::new(file);
