@@ -41,13 +41,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 pub use crate::choice::{EngineChoice, engine_choice, set_engine_choice};
-use crate::plan::{RunFailure, StreamingPlan, node_in_error};
+use crate::contain::contained;
+pub use crate::contain::inside_engine;
+use crate::graph::{datum_type, parse, without_shape_annotations};
+use crate::memory::return_freed_memory;
+pub use crate::memory::unmap_large_buffers_on_free;
+use crate::plan::{RunFailure, StreamingPlan, plan_error};
 
-use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::model::{DType, Model, TensorInfo};
+use crate::model::{Model, TensorInfo};
 
 type Plan = Arc<StreamingPlan>;
 type PlanSlot = Arc<OnceLock<std::result::Result<Plan, String>>>;
@@ -100,23 +104,6 @@ pub struct CpuModel {
     outputs: Vec<String>,
     /// How many of `outputs` are the graph's own (the rest are intermediate tensors).
     graph_outputs: usize,
-}
-
-/// The graph without intermediate shape annotations and with output shapes dropped (element
-/// types kept), for onnxruntime, which would check them against its own inference.
-fn without_shape_annotations(proto: &pb::ModelProto) -> pb::ModelProto {
-    let mut proto = proto.clone();
-    if let Some(g) = proto.graph.as_mut() {
-        g.value_info.clear();
-        for o in &mut g.output {
-            if let Some(pb::type_proto::Value::TensorType(t)) =
-                o.r#type.as_mut().and_then(|t| t.value.as_mut())
-            {
-                t.shape = None;
-            }
-        }
-    }
-    proto
 }
 
 impl CpuModel {
@@ -198,26 +185,7 @@ impl CpuModel {
             Some(t) => t,
             None => self.template()?,
         };
-        let symbols = template.symbols.clone();
-        let facts = self
-            .inputs
-            .iter()
-            .map(|info| {
-                let dims: TVec<TDim> = info
-                    .dims
-                    .iter()
-                    .enumerate()
-                    .map(|(axis, d)| match d {
-                        crate::model::Dim::Fixed(v) => TDim::Val(*v),
-                        crate::model::Dim::Symbolic(s) => symbols.sym(s).into(),
-                        crate::model::Dim::Unknown => {
-                            symbols.sym(&format!("{}_{axis}", info.name)).into()
-                        }
-                    })
-                    .collect();
-                Ok(InferenceFact::dt_shape(datum_type(info)?, dims))
-            })
-            .collect::<TractResult<Vec<_>>>()?;
+        let facts = crate::graph::symbolic_facts(&self.inputs, &template.symbols)?;
         self.plan_with_facts(template, facts, false)
     }
 
@@ -265,24 +233,7 @@ impl CpuModel {
     /// The input shapes agree with the dimension names the shared plan was built with (one
     /// name, one extent across inputs): tract's symbolic plan would refuse them otherwise.
     fn fits_shared(&self, sig: &ShapeSignature) -> bool {
-        let mut seen: HashMap<&str, usize> = HashMap::new();
-        for (info, shape) in self.inputs.iter().zip(sig) {
-            if shape.len() != info.dims.len() {
-                return false;
-            }
-            for (d, &extent) in info.dims.iter().zip(shape) {
-                match d {
-                    crate::model::Dim::Fixed(v) if *v != extent as i64 => return false,
-                    crate::model::Dim::Symbolic(s)
-                        if *seen.entry(s.as_str()).or_insert(extent) != extent =>
-                    {
-                        return false;
-                    }
-                    _ => {}
-                }
-            }
-        }
-        true
+        crate::graph::fits_symbols(&self.inputs, sig)
     }
 
     fn plan_for(&self, sig: &ShapeSignature) -> Result<Plan> {
@@ -329,43 +280,9 @@ impl CpuModel {
         .map_err(|e| self.plan_error(sig, &e))
     }
 
-    /// tract's error chain, read for the node it names, turned into an error that says what
-    /// to do rather than an analysis dump.
+    /// tract's error chain turned into an error that says what to do ([`plan_error`]).
     fn plan_error(&self, sig: &ShapeSignature, chain: &str) -> Error {
-        let shapes: Vec<String> = self
-            .inputs
-            .iter()
-            .zip(sig)
-            .map(|(i, s)| {
-                format!(
-                    "{} {}",
-                    i.name,
-                    trt_manifest::shape_text(&s.iter().map(|&d| d as i64).collect::<Vec<_>>())
-                )
-            })
-            .collect();
-        let node = node_in_error(chain);
-        let cause = chain
-            .lines()
-            .map(str::trim)
-            .rfind(|l| !l.is_empty())
-            .unwrap_or(chain);
-        let at = match &node {
-            Some((name, op)) => format!("node '{name}' (operator {op})"),
-            None => "the graph".to_string(),
-        };
-        // Only whether it is configured: loading the library just to word a message would
-        // cost every caller that handles the failure itself (If folding probes plans).
-        let ort = match crate::onnxruntime::configured() {
-            Ok(()) => String::new(),
-            Err(why) => format!(
-                "; onnxruntime, the second engine, would run it but is not available: {why}"
-            ),
-        };
-        Error::Inference {
-            context: format!("{}: running on {}", self.name, shapes.join(", ")),
-            message: format!("tract cannot run {at}: {cause}{ort}"),
-        }
+        plan_error(&self.name, &self.inputs, sig, chain)
     }
 
     /// Names of the outputs, in the order [`CpuModel::run`] returns them.
@@ -654,55 +571,6 @@ impl CpuModel {
     }
 }
 
-/// tract's graph of `model` with these outputs. Intermediate shape annotations
-/// (`value_info`) are ignored and output shapes are not read (tract's default): tract infers
-/// every shape from the inputs instead of trying to unify them with annotations that
-/// exporters often get wrong.
-fn parse(model: &Model, outputs: &[String]) -> Result<InferenceModel> {
-    let ctx = |step: &str| format!("{}: {step}", model.name());
-    // An offloaded model's weights are external data in their own folder.
-    let dir = model
-        .offload_dir()
-        .map(|d| d.to_string_lossy().into_owned());
-    let parsed = tract_onnx::onnx()
-        .with_ignore_value_info(true)
-        .parse(model.proto(), dir.as_deref())
-        .map_err(|e| Error::inference(ctx("loading into tract"), e))?;
-    if !parsed.unresolved_inputs.is_empty() {
-        return Err(Error::inference(
-            ctx("loading into tract"),
-            format!(
-                "inputs no node or initializer provides: {}",
-                parsed.unresolved_inputs.join(", ")
-            ),
-        ));
-    }
-    let mut template = parsed.model;
-    template
-        .select_outputs_by_name(outputs)
-        .map_err(|e| Error::inference(ctx("selecting outputs"), e))?;
-    Ok(template)
-}
-
-/// tract's element type for an input.
-fn datum_type(info: &TensorInfo) -> TractResult<DatumType> {
-    Ok(match info.elem_type {
-        DType::F32 => f32::datum_type(),
-        DType::F16 => f16::datum_type(),
-        DType::F64 => f64::datum_type(),
-        DType::I8 => i8::datum_type(),
-        DType::U8 => u8::datum_type(),
-        DType::I16 => i16::datum_type(),
-        DType::U16 => u16::datum_type(),
-        DType::I32 => i32::datum_type(),
-        DType::U32 => u32::datum_type(),
-        DType::I64 => i64::datum_type(),
-        DType::U64 => u64::datum_type(),
-        DType::Bool => bool::datum_type(),
-        DType::Bf16 => return Err(TractError::msg("bfloat16 inputs are not supported")),
-    })
-}
-
 /// Values of a tensor as `f32` (any float or integer type is converted).
 ///
 /// # Errors
@@ -716,57 +584,4 @@ pub fn to_f32(t: &Tensor) -> Result<Vec<f32>> {
         .to_plain_array_view::<f32>()
         .map_err(|e| Error::inference("reading an output", e))?;
     Ok(view.iter().copied().collect())
-}
-
-/// Returns memory the allocator holds but no longer uses to the system (glibc's
-/// `malloc_trim`; elsewhere a no-op). Called after each plan build, and after each call when
-/// [`CpuModel::release_memory_after_calls`] is on (calibration turns it on): without it
-/// every worker thread's arena keeps the largest activations it ever freed, which is what
-/// peak RSS measured on real models (`nudenet_yolov8` 447 → 370–375 MiB, `dddd_crnn`
-/// 567 → 419–430 MiB, same time; BENCHMARKS.md).
-fn return_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: `malloc_trim` only releases free heap pages; it touches no live allocation.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-/// Makes the allocator map every buffer of 1 MiB or more on its own and unmap it when it is
-/// freed (glibc's `M_MMAP_THRESHOLD`; elsewhere a no-op), for a batch process such as the
-/// `trt-calib` command: glibc otherwise raises that threshold as large buffers are freed and
-/// then serves them from its heap, which keeps their pages after they are freed. Measured
-/// on `dddd_crnn` (54 MB of weights): peak RSS 128 → 109 MiB, same time (BENCHMARKS.md). A
-/// process-wide setting, so it is the application's to choose (a library never calls it).
-pub fn unmap_large_buffers_on_free() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: `mallopt` changes an allocator parameter for later allocations; it touches no
-    // live allocation and is safe to call at any time.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-    }
-}
-
-thread_local! {
-    static IN_ENGINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Whether this thread is inside a call into an inference engine, whose panics become
-/// errors: a panic hook can use it to keep those panics out of the user's terminal.
-pub fn inside_engine() -> bool {
-    IN_ENGINE.with(std::cell::Cell::get)
-}
-
-/// Runs `f`, turning a panic inside the engine into its message (no panic crosses a public
-/// API of this crate).
-fn contained<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
-    let outer = IN_ENGINE.with(|c| c.replace(true));
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    IN_ENGINE.with(|c| c.set(outer));
-    r.map_err(|p| {
-        p.downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic without a message".into())
-    })
 }

@@ -9,7 +9,7 @@
 //!   (confined to the model's folder), inputs/outputs with symbolic dims kept symbolic, and
 //!   [`write_atomic`], the workspace's one atomic file write.
 //! - [`offload`]: weights moved to a temporary file while a model is worked on without them
-//!   ([`Model::offload_weights`]); `encode` (internal) writes a model piece by piece
+//!   ([`Model::offload_weights`]); `codec` (internal) writes a model piece by piece
 //!   ([`Model::write_to`]), a model file is decoded as it is read: no step holds two copies of
 //!   the weights.
 //! - [`files`]: the file-system rules (atomic writes that never replace a link, device or
@@ -27,10 +27,13 @@
 mod batch;
 pub mod check;
 mod choice;
-mod encode;
+mod codec;
+mod contain;
 mod error;
 pub mod files;
+mod graph;
 pub mod infer;
+mod memory;
 pub mod model;
 pub mod offload;
 pub mod onnxruntime;

@@ -110,7 +110,7 @@ pub enum WeightStorage {
     },
 }
 
-const PROTOBUF_LIMIT: usize = (2 << 30) - 1;
+pub(crate) const PROTOBUF_LIMIT: usize = (2 << 30) - 1;
 
 /// Whether a dimension name is a real symbol rather than a placeholder (`?`, an expression).
 pub fn is_symbol(p: &str) -> bool {
@@ -127,12 +127,12 @@ pub fn is_symbol(p: &str) -> bool {
 /// of the weights.
 #[derive(Debug, Clone)]
 pub struct Model {
-    proto: Arc<pb::ModelProto>,
-    name: String,
-    path: Option<PathBuf>,
-    external_files: Vec<PathBuf>,
+    pub(crate) proto: Arc<pb::ModelProto>,
+    pub(crate) name: String,
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) external_files: Vec<PathBuf>,
     /// Where the initializers moved out of memory are ([`Model::offload_weights`]).
-    offloaded: Option<Arc<Offloaded>>,
+    pub(crate) offloaded: Option<Arc<Offloaded>>,
 }
 
 impl Model {
@@ -157,7 +157,7 @@ impl Model {
         }
         // Decoded as it is read: the file's bytes are never all in memory next to the
         // decoded model (twice the weights at once).
-        let mut reader = FileBuf::new(&mut file, len);
+        let mut reader = crate::codec::FileBuf::new(&mut file, len);
         let decoded = Self::decode(&mut reader, path);
         if let Some(e) = reader.error.take() {
             return Err(Error::io(path, e));
@@ -511,318 +511,6 @@ impl Model {
     /// serialize [`Model::with_weights`] to write a complete model.
     pub fn to_bytes(&self) -> Vec<u8> {
         self.proto.encode_to_vec()
-    }
-
-    /// Feeds the model's content to `sink` in parts: the model without its initializers'
-    /// raw bytes (encoded), then each initializer's raw bytes in order, each part after its
-    /// length. What a hash of the model needs, without encoding the whole model at once (a
-    /// second copy of the weights); an offloaded model gives the same parts as in memory.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`] when offloaded weights cannot be read.
-    pub fn content_parts(&self, sink: &mut dyn FnMut(&[u8])) -> Result<()> {
-        let mut shell = crate::offload::shell(&self.proto);
-        let graph = shell.graph.get_or_insert_with(Default::default);
-        for t in &self.graph().initializer {
-            graph.initializer.push(self.restored_shell(t).0);
-        }
-        let mut part = |bytes: &[u8]| {
-            sink(&(bytes.len() as u64).to_le_bytes());
-            sink(bytes);
-        };
-        part(&shell.encode_to_vec());
-        for t in &self.graph().initializer {
-            part(&self.initializer_bytes(t)?);
-        }
-        Ok(())
-    }
-
-    /// An initializer without its raw bytes as it is in memory (an offloaded one as it was
-    /// before offloading), and the length of its raw bytes.
-    pub(crate) fn restored_shell(&self, t: &pb::TensorProto) -> (pb::TensorProto, usize) {
-        let mut shell = crate::offload::tensor_shell(t);
-        if let Some((location, length)) =
-            self.offloaded.as_ref().and_then(|o| o.original_location(t))
-        {
-            shell.data_location = location;
-            shell.external_data.clear();
-            return (shell, length);
-        }
-        (shell, t.raw_data.len())
-    }
-
-    /// Writes the model's protobuf to `out`: the bytes of [`Model::to_bytes`] of
-    /// [`Model::with_weights`], built piece by piece (never the whole encoding in memory; an
-    /// offloaded weight read from its file when its turn comes).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`] naming `dest` (what `out` writes to) when `out` fails, or naming the
-    /// offloaded weights' file when it cannot be read.
-    pub fn write_to(&self, out: &mut dyn std::io::Write, dest: &Path) -> Result<()> {
-        crate::encode::write(self, out, dest)
-    }
-
-    /// The model with every main-graph initializer of at least `min_bytes` moved to a
-    /// temporary file (see [`crate::offload`]): the same graph, a fraction of the memory.
-    /// tract reads the weights from that file ([`crate::CpuModel`] takes such a model);
-    /// [`Model::with_weights`] brings them back; clones share the file, which is deleted with
-    /// the last of them. Returns a clone when no initializer is that large (or the model is
-    /// already offloaded).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`] when the temporary file cannot be written (nothing changes then).
-    pub fn offload_weights(&self, min_bytes: usize) -> Result<Model> {
-        if self.offloaded.is_some() {
-            return Ok(self.clone());
-        }
-        Ok(match crate::offload::offload(&self.proto, min_bytes)? {
-            Some((light, offloaded)) => Model {
-                proto: Arc::new(light),
-                name: self.name.clone(),
-                path: self.path.clone(),
-                external_files: self.external_files.clone(),
-                offloaded: Some(Arc::new(offloaded)),
-            },
-            None => self.clone(),
-        })
-    }
-
-    /// Whether some initializers are in a temporary file ([`Model::offload_weights`]).
-    pub fn is_offloaded(&self) -> bool {
-        self.offloaded.is_some()
-    }
-
-    /// The folder of the offloaded weights' file (for an engine that reads ONNX external
-    /// data relative to a folder), `None` when nothing is offloaded.
-    pub fn offload_dir(&self) -> Option<&Path> {
-        self.offloaded.as_deref().map(Offloaded::dir)
-    }
-
-    /// The model with every initializer in memory: offloaded ones read back from their file
-    /// (a clone when nothing is offloaded).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`] when the temporary file cannot be read.
-    pub fn with_weights(&self) -> Result<Model> {
-        let Some(offloaded) = &self.offloaded else {
-            return Ok(self.clone());
-        };
-        let mut proto = crate::offload::shell(&self.proto);
-        let graph = proto.graph.get_or_insert_with(Default::default);
-        for t in &self.graph().initializer {
-            let mut copy = crate::offload::tensor_shell(t);
-            copy.raw_data = t.raw_data.clone();
-            offloaded.restore(&mut copy)?;
-            graph.initializer.push(copy);
-        }
-        Ok(Model {
-            proto: Arc::new(proto),
-            name: self.name.clone(),
-            path: self.path.clone(),
-            external_files: self.external_files.clone(),
-            offloaded: None,
-        })
-    }
-
-    /// The raw bytes of an initializer of this model, read from the temporary file when it
-    /// is offloaded (`t.raw_data` otherwise, which is empty for typed-field tensors).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`] when the temporary file cannot be read.
-    pub fn initializer_bytes<'a>(
-        &self,
-        t: &'a pb::TensorProto,
-    ) -> Result<std::borrow::Cow<'a, [u8]>> {
-        if let Some(offloaded) = &self.offloaded
-            && let Some(bytes) = offloaded.read(t)?
-        {
-            return Ok(std::borrow::Cow::Owned(bytes));
-        }
-        Ok(std::borrow::Cow::Borrowed(&t.raw_data))
-    }
-
-    /// Float32 values of an initializer of this model ([`initializer_f32`], reading an
-    /// offloaded one from its file).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`] when the temporary file cannot be read.
-    pub fn initializer_f32(&self, t: &pb::TensorProto) -> Result<Option<Vec<f32>>> {
-        let bytes = self.initializer_bytes(t)?;
-        if let std::borrow::Cow::Owned(raw) = bytes {
-            let mut full = crate::offload::tensor_shell(t);
-            full.raw_data = raw;
-            full.data_location = None;
-            return Ok(initializer_f32(&full));
-        }
-        Ok(initializer_f32(t))
-    }
-
-    /// Bytes of the main graph's initializers, offloaded ones included.
-    pub fn weight_bytes(&self) -> usize {
-        self.graph()
-            .initializer
-            .iter()
-            .map(|t| {
-                let offloaded = t
-                    .external_data
-                    .iter()
-                    .find(|e| e.key == "length")
-                    .and_then(|e| e.value.parse::<usize>().ok())
-                    .filter(|_| self.offloaded.is_some());
-                offloaded.unwrap_or(t.raw_data.len() + 4 * t.float_data.len())
-            })
-            .sum()
-    }
-
-    /// Writes the model, with initializers inline or in `<file name>.data` (see
-    /// [`WeightStorage`]). Both files are written to temporary names and renamed into place.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`] naming the file.
-    pub fn save(&self, path: impl AsRef<Path>, storage: WeightStorage) -> Result<()> {
-        let path = path.as_ref();
-        let threshold = match storage {
-            WeightStorage::Inline => None,
-            WeightStorage::External { threshold } => Some(threshold),
-            WeightStorage::Auto => {
-                // Offloaded weights count at their size in memory.
-                let offloaded: usize = self
-                    .graph()
-                    .initializer
-                    .iter()
-                    .map(|t| self.restored_shell(t).1.saturating_sub(t.raw_data.len()))
-                    .sum();
-                (self.proto.encoded_len() + offloaded > PROTOBUF_LIMIT).then_some(1024)
-            }
-        };
-        let Some(threshold) = threshold else {
-            return crate::files::write_atomic_with(path, |out, tmp| self.write_to(out, tmp));
-        };
-        if self.offloaded.is_some() {
-            return self.with_weights()?.save(path, storage);
-        }
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "model.onnx".into());
-        let data_name = format!("{file_name}.data");
-        let mut proto = pb::ModelProto::clone(&self.proto);
-        let mut data = Vec::new();
-        for tensor in &mut proto
-            .graph
-            .as_mut()
-            .expect("checked at construction")
-            .initializer
-        {
-            if tensor.raw_data.len() < threshold {
-                continue;
-            }
-            // Align each tensor to 64 bytes, as onnx's external-data writer does.
-            while data.len() % 64 != 0 {
-                data.push(0);
-            }
-            let offset = data.len();
-            data.extend_from_slice(&tensor.raw_data);
-            let length = tensor.raw_data.len();
-            tensor.raw_data.clear();
-            tensor.data_location = Some(1);
-            tensor.external_data = vec![
-                pb::StringStringEntryProto {
-                    key: "location".into(),
-                    value: data_name.clone(),
-                },
-                pb::StringStringEntryProto {
-                    key: "offset".into(),
-                    value: offset.to_string(),
-                },
-                pb::StringStringEntryProto {
-                    key: "length".into(),
-                    value: length.to_string(),
-                },
-            ];
-        }
-        write_atomic(&path.with_file_name(&data_name), &data)?;
-        write_atomic(path, &proto.encode_to_vec())
-    }
-}
-
-/// A file read through a small window, for decoding a protobuf as it is read. A read error
-/// ends the input early (the decoder then fails) and is kept for the caller to report.
-struct FileBuf<'a> {
-    file: &'a mut std::fs::File,
-    window: Vec<u8>,
-    start: usize,
-    end: usize,
-    remaining: usize,
-    error: Option<std::io::Error>,
-}
-
-impl<'a> FileBuf<'a> {
-    const WINDOW: usize = 1 << 20;
-
-    fn new(file: &'a mut std::fs::File, len: u64) -> FileBuf<'a> {
-        let mut buf = FileBuf {
-            file,
-            window: vec![0; Self::WINDOW],
-            start: 0,
-            end: 0,
-            remaining: usize::try_from(len).unwrap_or(usize::MAX),
-            error: None,
-        };
-        buf.refill();
-        buf
-    }
-
-    /// Reads the next window once the current one is used up.
-    fn refill(&mut self) {
-        while self.start == self.end && self.remaining > 0 {
-            let want = self.remaining.min(self.window.len());
-            match std::io::Read::read(self.file, &mut self.window[..want]) {
-                Ok(0) => {
-                    self.error = Some(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "the file became shorter while it was read",
-                    ));
-                    self.remaining = 0;
-                }
-                Ok(n) => {
-                    self.start = 0;
-                    self.end = n;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.error = Some(e);
-                    self.remaining = 0;
-                }
-            }
-        }
-    }
-}
-
-impl prost::bytes::Buf for FileBuf<'_> {
-    fn remaining(&self) -> usize {
-        self.remaining
-    }
-
-    fn chunk(&self) -> &[u8] {
-        &self.window[self.start..self.end]
-    }
-
-    fn advance(&mut self, mut cnt: usize) {
-        while cnt > 0 && self.remaining > 0 {
-            let step = cnt.min(self.end - self.start);
-            self.start += step;
-            self.remaining -= step;
-            cnt -= step;
-            self.refill();
-        }
     }
 }
 

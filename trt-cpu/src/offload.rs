@@ -13,10 +13,12 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tract_onnx::pb;
 
 use crate::error::{Error, Result};
+use crate::model::{Model, initializer_f32};
 
 /// The file name of the offloaded weights inside their temporary folder.
 pub const WEIGHTS_FILE: &str = "weights.bin";
@@ -24,7 +26,7 @@ pub const WEIGHTS_FILE: &str = "weights.bin";
 /// The temporary file that holds a model's offloaded weights.
 #[derive(Debug)]
 pub(crate) struct Offloaded {
-    dir: tempfile::TempDir,
+    dir: TempFolder,
     /// `data_location` of each offloaded initializer before it was offloaded.
     locations: HashMap<String, Option<i32>>,
 }
@@ -32,11 +34,11 @@ pub(crate) struct Offloaded {
 impl Offloaded {
     /// The folder that holds [`WEIGHTS_FILE`].
     pub(crate) fn dir(&self) -> &Path {
-        self.dir.path()
+        &self.dir.0
     }
 
     fn file(&self) -> PathBuf {
-        self.dir.path().join(WEIGHTS_FILE)
+        self.dir.0.join(WEIGHTS_FILE)
     }
 
     /// The bytes of an initializer this file holds (`None` for one it does not).
@@ -96,6 +98,158 @@ impl Offloaded {
     }
 }
 
+impl Model {
+    /// The model with every main-graph initializer of at least `min_bytes` moved to a
+    /// temporary file (see [`crate::offload`]): the same graph, a fraction of the memory.
+    /// tract reads the weights from that file ([`crate::CpuModel`] takes such a model);
+    /// [`Model::with_weights`] brings them back; clones share the file, which is deleted with
+    /// the last of them. Returns a clone when no initializer is that large (or the model is
+    /// already offloaded).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the temporary file cannot be written (nothing changes then).
+    pub fn offload_weights(&self, min_bytes: usize) -> Result<Model> {
+        if self.offloaded.is_some() {
+            return Ok(self.clone());
+        }
+        Ok(match offload(&self.proto, min_bytes)? {
+            Some((light, offloaded)) => Model {
+                proto: Arc::new(light),
+                name: self.name.clone(),
+                path: self.path.clone(),
+                external_files: self.external_files.clone(),
+                offloaded: Some(Arc::new(offloaded)),
+            },
+            None => self.clone(),
+        })
+    }
+
+    /// Whether some initializers are in a temporary file ([`Model::offload_weights`]).
+    pub fn is_offloaded(&self) -> bool {
+        self.offloaded.is_some()
+    }
+
+    /// The folder of the offloaded weights' file (for an engine that reads ONNX external
+    /// data relative to a folder), `None` when nothing is offloaded.
+    pub fn offload_dir(&self) -> Option<&Path> {
+        self.offloaded.as_deref().map(Offloaded::dir)
+    }
+
+    /// The model with every initializer in memory: offloaded ones read back from their file
+    /// (a clone when nothing is offloaded).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the temporary file cannot be read.
+    pub fn with_weights(&self) -> Result<Model> {
+        let Some(offloaded) = &self.offloaded else {
+            return Ok(self.clone());
+        };
+        let mut proto = shell(&self.proto);
+        let graph = proto.graph.get_or_insert_with(Default::default);
+        for t in &self.graph().initializer {
+            let mut copy = tensor_shell(t);
+            copy.raw_data = t.raw_data.clone();
+            offloaded.restore(&mut copy)?;
+            graph.initializer.push(copy);
+        }
+        Ok(Model {
+            proto: Arc::new(proto),
+            name: self.name.clone(),
+            path: self.path.clone(),
+            external_files: self.external_files.clone(),
+            offloaded: None,
+        })
+    }
+
+    /// The raw bytes of an initializer of this model, read from the temporary file when it
+    /// is offloaded (`t.raw_data` otherwise, which is empty for typed-field tensors).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the temporary file cannot be read.
+    pub fn initializer_bytes<'a>(
+        &self,
+        t: &'a pb::TensorProto,
+    ) -> Result<std::borrow::Cow<'a, [u8]>> {
+        if let Some(offloaded) = &self.offloaded
+            && let Some(bytes) = offloaded.read(t)?
+        {
+            return Ok(std::borrow::Cow::Owned(bytes));
+        }
+        Ok(std::borrow::Cow::Borrowed(&t.raw_data))
+    }
+
+    /// Float32 values of an initializer of this model ([`initializer_f32`], reading an
+    /// offloaded one from its file).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the temporary file cannot be read.
+    pub fn initializer_f32(&self, t: &pb::TensorProto) -> Result<Option<Vec<f32>>> {
+        let bytes = self.initializer_bytes(t)?;
+        if let std::borrow::Cow::Owned(raw) = bytes {
+            let mut full = tensor_shell(t);
+            full.raw_data = raw;
+            full.data_location = None;
+            return Ok(initializer_f32(&full));
+        }
+        Ok(initializer_f32(t))
+    }
+
+    /// Bytes of the main graph's initializers, offloaded ones included.
+    pub fn weight_bytes(&self) -> usize {
+        self.graph()
+            .initializer
+            .iter()
+            .map(|t| {
+                let offloaded = t
+                    .external_data
+                    .iter()
+                    .find(|e| e.key == "length")
+                    .and_then(|e| e.value.parse::<usize>().ok())
+                    .filter(|_| self.offloaded.is_some());
+                offloaded.unwrap_or(t.raw_data.len() + 4 * t.float_data.len())
+            })
+            .sum()
+    }
+}
+
+/// A new private folder under the system's temporary folder, removed with what it holds when
+/// dropped.
+#[derive(Debug)]
+struct TempFolder(PathBuf);
+
+impl TempFolder {
+    fn new() -> std::io::Result<TempFolder> {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let base = std::env::temp_dir();
+        loop {
+            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let path = base.join(format!("trt-weights-{}-{n}-{nanos}", std::process::id()));
+            let mut builder = std::fs::DirBuilder::new();
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            match builder.create(&path) {
+                Ok(()) => return Ok(TempFolder(path)),
+                // Another process's folder of the same name: take the next number.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1 << 20 => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Drop for TempFolder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// `proto` with every main-graph initializer of at least `min_bytes` of raw data moved to a
 /// new temporary file; `None` when no initializer is that large.
 pub(crate) fn offload(
@@ -112,12 +266,13 @@ pub(crate) fn offload(
     {
         return Ok(None);
     }
-    let dir = tempfile::Builder::new()
-        .prefix("trt-weights-")
-        .tempdir()
-        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
-    let path = dir.path().join(WEIGHTS_FILE);
-    let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+    let dir = TempFolder::new().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let path = dir.0.join(WEIGHTS_FILE);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
     let mut out = std::io::BufWriter::new(file);
     let mut offset = 0usize;
     let mut locations = HashMap::new();

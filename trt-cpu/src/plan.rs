@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::model::TensorInfo;
 
 /// A concrete plan whose intermediate outputs are *streamed*: handed to the caller as the
 /// node that makes them finishes, then freed by tract as soon as no later node needs them.
@@ -98,6 +99,49 @@ impl StreamingPlan {
 pub(crate) enum RunFailure {
     Engine(TractError),
     Observer(Error),
+}
+
+/// tract's error chain, read for the node it names, turned into an error that says what
+/// to do rather than an analysis dump.
+pub(crate) fn plan_error(
+    name: &str,
+    inputs: &[TensorInfo],
+    sig: &[Vec<usize>],
+    chain: &str,
+) -> Error {
+    let shapes: Vec<String> = inputs
+        .iter()
+        .zip(sig)
+        .map(|(i, s)| {
+            format!(
+                "{} {}",
+                i.name,
+                trt_manifest::shape_text(&s.iter().map(|&d| d as i64).collect::<Vec<_>>())
+            )
+        })
+        .collect();
+    let node = node_in_error(chain);
+    let cause = chain
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .unwrap_or(chain);
+    let at = match &node {
+        Some((name, op)) => format!("node '{name}' (operator {op})"),
+        None => "the graph".to_string(),
+    };
+    // Only whether it is configured: loading the library just to word a message would
+    // cost every caller that handles the failure itself (If folding probes plans).
+    let ort = match crate::onnxruntime::configured() {
+        Ok(()) => String::new(),
+        Err(why) => {
+            format!("; onnxruntime, the second engine, would run it but is not available: {why}")
+        }
+    };
+    Error::Inference {
+        context: format!("{}: running on {}", name, shapes.join(", ")),
+        message: format!("tract cannot run {at}: {cause}{ort}"),
+    }
 }
 
 /// The innermost `node #N "name" Op` that tract's error chain names, as (name, op).
