@@ -19,7 +19,7 @@ impl Model {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] naming the file.
+    /// [`Error::Io`](crate::Error::Io) naming the file.
     pub fn save(&self, path: impl AsRef<Path>, storage: WeightStorage) -> Result<()> {
         let path = path.as_ref();
         let threshold = match storage {
@@ -93,7 +93,7 @@ impl Model {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] when offloaded weights cannot be read.
+    /// [`Error::Io`](crate::Error::Io) when offloaded weights cannot be read.
     pub fn content_parts(&self, sink: &mut dyn FnMut(&[u8])) -> Result<()> {
         let mut shell = crate::offload::shell(&self.proto);
         let graph = shell.graph.get_or_insert_with(Default::default);
@@ -131,7 +131,7 @@ impl Model {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] naming `dest` (what `out` writes to) when `out` fails, or naming the
+    /// [`Error::Io`](crate::Error::Io) naming `dest` (what `out` writes to) when `out` fails, or naming the
     /// offloaded weights' file when it cannot be read.
     pub fn write_to(&self, out: &mut dyn std::io::Write, dest: &Path) -> Result<()> {
         write(self, out, dest)
@@ -347,41 +347,15 @@ fn split_graph(g: &pb::GraphProto) -> (pb::GraphProto, pb::GraphProto) {
 
 /// A tensor's fields before `raw_data` (tags 1–8) and after it (10 and up).
 fn split_tensor(t: &pb::TensorProto) -> (pb::TensorProto, pb::TensorProto) {
-    let pb::TensorProto {
-        dims,
-        data_type,
-        segment,
-        float_data,
-        int32_data,
-        string_data,
-        int64_data,
-        name,
-        doc_string,
-        raw_data: _,
-        double_data,
-        uint64_data,
-        data_location,
-        external_data,
-    } = t;
-    (
-        pb::TensorProto {
-            dims: dims.clone(),
-            data_type: *data_type,
-            segment: segment.clone(),
-            float_data: float_data.clone(),
-            int32_data: int32_data.clone(),
-            string_data: string_data.clone(),
-            int64_data: int64_data.clone(),
-            name: name.clone(),
-            ..Default::default()
-        },
-        pb::TensorProto {
-            doc_string: doc_string.clone(),
-            double_data: double_data.clone(),
-            uint64_data: uint64_data.clone(),
-            data_location: *data_location,
-            external_data: external_data.clone(),
-            ..Default::default()
-        },
-    )
+    use std::mem::take;
+    let mut head = crate::offload::tensor_shell(t);
+    let tail = pb::TensorProto {
+        doc_string: take(&mut head.doc_string),
+        double_data: take(&mut head.double_data),
+        uint64_data: take(&mut head.uint64_data),
+        data_location: head.data_location.take(),
+        external_data: take(&mut head.external_data),
+        ..Default::default()
+    };
+    (head, tail)
 }
