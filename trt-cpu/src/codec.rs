@@ -281,68 +281,30 @@ fn delimited_key(tag: u32, len: usize) -> Vec<u8> {
 
 /// The model's fields before `graph` (tags 1–6) and after it (8 and up).
 fn split_model(m: &pb::ModelProto) -> (pb::ModelProto, pb::ModelProto) {
-    let pb::ModelProto {
-        ir_version,
-        opset_import,
-        producer_name,
-        producer_version,
-        domain,
-        model_version,
-        doc_string,
-        graph: _,
-        metadata_props,
-        training_info,
-        functions,
-    } = m;
-    (
-        pb::ModelProto {
-            ir_version: *ir_version,
-            producer_name: producer_name.clone(),
-            producer_version: producer_version.clone(),
-            domain: domain.clone(),
-            model_version: *model_version,
-            doc_string: doc_string.clone(),
-            ..Default::default()
-        },
-        pb::ModelProto {
-            opset_import: opset_import.clone(),
-            metadata_props: metadata_props.clone(),
-            training_info: training_info.clone(),
-            functions: functions.clone(),
-            ..Default::default()
-        },
-    )
+    use std::mem::take;
+    let mut tail = crate::offload::without_graph(m);
+    let head = pb::ModelProto {
+        ir_version: take(&mut tail.ir_version),
+        producer_name: take(&mut tail.producer_name),
+        producer_version: take(&mut tail.producer_version),
+        domain: take(&mut tail.domain),
+        model_version: take(&mut tail.model_version),
+        doc_string: take(&mut tail.doc_string),
+        ..Default::default()
+    };
+    (head, tail)
 }
 
 /// The graph's fields before `initializer` (tags 1–2) and after it (10 and up).
 fn split_graph(g: &pb::GraphProto) -> (pb::GraphProto, pb::GraphProto) {
-    let pb::GraphProto {
-        node,
-        name,
-        initializer: _,
-        sparse_initializer,
-        doc_string,
-        input,
-        output,
-        value_info,
-        quantization_annotation,
-    } = g;
-    (
-        pb::GraphProto {
-            node: node.clone(),
-            name: name.clone(),
-            ..Default::default()
-        },
-        pb::GraphProto {
-            sparse_initializer: sparse_initializer.clone(),
-            doc_string: doc_string.clone(),
-            input: input.clone(),
-            output: output.clone(),
-            value_info: value_info.clone(),
-            quantization_annotation: quantization_annotation.clone(),
-            ..Default::default()
-        },
-    )
+    use std::mem::take;
+    let mut tail = crate::offload::graph_shell(g);
+    let head = pb::GraphProto {
+        node: take(&mut tail.node),
+        name: take(&mut tail.name),
+        ..Default::default()
+    };
+    (head, tail)
 }
 
 /// A tensor's fields before `raw_data` (tags 1–8) and after it (10 and up).

@@ -309,6 +309,14 @@ pub(crate) fn offload(
 
 /// A copy of `proto` whose main graph has no initializers (everything else is copied).
 pub(crate) fn shell(proto: &pb::ModelProto) -> pb::ModelProto {
+    pb::ModelProto {
+        graph: proto.graph.as_ref().map(graph_shell),
+        ..without_graph(proto)
+    }
+}
+
+/// A copy of `proto` without its graph.
+pub(crate) fn without_graph(proto: &pb::ModelProto) -> pb::ModelProto {
     let pb::ModelProto {
         ir_version,
         opset_import,
@@ -317,7 +325,7 @@ pub(crate) fn shell(proto: &pb::ModelProto) -> pb::ModelProto {
         domain,
         model_version,
         doc_string,
-        graph,
+        graph: _,
         metadata_props,
         training_info,
         functions,
@@ -330,14 +338,15 @@ pub(crate) fn shell(proto: &pb::ModelProto) -> pb::ModelProto {
         domain: domain.clone(),
         model_version: *model_version,
         doc_string: doc_string.clone(),
-        graph: graph.as_ref().map(graph_shell),
+        graph: None,
         metadata_props: metadata_props.clone(),
         training_info: training_info.clone(),
         functions: functions.clone(),
     }
 }
 
-fn graph_shell(g: &pb::GraphProto) -> pb::GraphProto {
+/// A copy of a graph without its initializers.
+pub(crate) fn graph_shell(g: &pb::GraphProto) -> pb::GraphProto {
     let pb::GraphProto {
         node,
         name,
