@@ -284,18 +284,18 @@ impl Calibrator {
         // Observe the graph Q/DQ goes into (its opset-13 form where the model is older).
         let refs = source.list()?;
         let tensors = placement.activation_tensors();
-        let mut cpu = CpuModel::new(self.prepared.form(), &tensors)?;
+        // Only what the observers need is computed: not the graph outputs, nor the layers
+        // after the last observed tensor.
+        let mut cpu = CpuModel::observing(self.prepared.form(), &tensors)?;
         cpu.release_memory_after_calls(true);
-        let first_extra = cpu.output_names().len() - tensors.len();
-        // Index of each activation tensor among the plan's outputs (a tensor may also be a
-        // graph output).
+        // Index of each activation tensor among the plan's outputs.
         let index: Vec<usize> = tensors
             .iter()
             .map(|t| {
                 cpu.output_names()
                     .iter()
                     .position(|o| o == t)
-                    .unwrap_or(first_extra)
+                    .unwrap_or(usize::MAX)
             })
             .collect();
 

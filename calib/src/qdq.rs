@@ -442,6 +442,7 @@ pub fn insert(
         } else {
             quantize_weight(&values, &w.dims, point.axis)
         };
+        drop(values);
         let base = &point.initializer;
         let (qn, s, z, dq) = (
             unique(format!("{base}_quantized")),
@@ -454,7 +455,8 @@ pub fn insert(
             name: qn.clone(),
             dims: w.dims.clone(),
             data_type: DType::I8.to_onnx(),
-            raw_data: q.iter().map(|&v| v as u8).collect(),
+            // In place (same size): the quantized weight is not copied.
+            raw_data: q.into_iter().map(|v| v as u8).collect(),
             ..Default::default()
         });
         // Per tensor: scalar scale and zero point, no axis.

@@ -160,3 +160,54 @@ fn a_job_on_a_large_model_offloads_its_weights_and_quantizes_it_as_in_memory() {
     by_hand.clear_placeholder_dims();
     assert_eq!(quantized.model.to_bytes(), by_hand.to_bytes());
 }
+
+/// Every tensor `cpu` streams or returns, by name.
+fn observed(cpu: &CpuModel, s: usize) -> std::collections::BTreeMap<String, Vec<f32>> {
+    let mut seen = std::collections::BTreeMap::new();
+    cpu.run_observing("sample", vec![("x", image(s, 2))], &mut |i, t| {
+        seen.insert(cpu.output_names()[i].clone(), to_f32(t).unwrap());
+        Ok(())
+    })
+    .unwrap();
+    seen
+}
+
+#[test]
+fn observing_computes_only_what_its_tensors_need() {
+    let model = conv_stack(7, 8, 4);
+    let asked = [
+        "b2.act".to_string(),
+        "b1.act".to_string(),
+        "b2.act".to_string(),
+    ];
+    let only = CpuModel::observing(&model, &asked).unwrap();
+    // Each tensor once, in the order asked; the graph output is not among them.
+    assert_eq!(only.output_names(), ["b2.act", "b1.act"]);
+    let all = CpuModel::new(&model, &asked).unwrap();
+    assert_eq!(all.output_names(), ["y", "b2.act", "b1.act"]);
+    let (a, b) = (observed(&only, 9), observed(&all, 9));
+    assert_eq!(a.len(), 2);
+    for (name, values) in &a {
+        assert_eq!(values.len(), 8 * 9 * 9, "{name}");
+        assert_eq!(Some(values), b.get(name), "{name}");
+    }
+
+    // Layers after the last observed tensor are not even loaded: a tail no engine can run
+    // stops the full model and not the observing one.
+    let mut proto = model.proto().clone();
+    let g = proto.graph.as_mut().unwrap();
+    g.node.push(tract_onnx::pb::NodeProto {
+        name: "tail".into(),
+        op_type: "NoSuchOperator".into(),
+        input: vec!["y".into()],
+        output: vec!["z".into()],
+        ..Default::default()
+    });
+    g.output[0].name = "z".into();
+    let tailed = Model::from_proto(proto, "tailed").unwrap();
+    let only = CpuModel::observing(&tailed, &asked[..2]).unwrap();
+    assert_eq!(observed(&only, 9), a);
+    let all = CpuModel::new(&tailed, &[]);
+    let failed = all.and_then(|cpu| cpu.run("sample", vec![("x", image(9, 2))]));
+    assert!(failed.is_err(), "the unknown operator ran");
+}

@@ -36,9 +36,10 @@ pub(crate) fn parse(model: &Model, outputs: &[String]) -> Result<InferenceModel>
     let dir = model
         .offload_dir()
         .map(|d| d.to_string_lossy().into_owned());
+    let pruned = needed_for(model.proto(), outputs);
     let parsed = tract_onnx::onnx()
         .with_ignore_value_info(true)
-        .parse(model.proto(), dir.as_deref())
+        .parse(pruned.as_ref().unwrap_or(model.proto()), dir.as_deref())
         .map_err(|e| Error::inference(ctx("loading into tract"), e))?;
     if !parsed.unresolved_inputs.is_empty() {
         return Err(Error::inference(
@@ -54,6 +55,63 @@ pub(crate) fn parse(model: &Model, outputs: &[String]) -> Result<InferenceModel>
         .select_outputs_by_name(outputs)
         .map_err(|e| Error::inference(ctx("selecting outputs"), e))?;
     Ok(template)
+}
+
+/// The graph with only the nodes and initializers `outputs` depend on, or `None` when they
+/// depend on all of them. Observing a few tensors (calibration) then never loads the weights
+/// of the layers after them (`dddd_crnn`'s 34 MB classifier).
+fn needed_for(proto: &pb::ModelProto, outputs: &[String]) -> Option<pb::ModelProto> {
+    let graph = proto.graph.as_ref()?;
+    let mut needed: std::collections::HashSet<&str> = outputs.iter().map(String::as_str).collect();
+    // Inputs stay, and so does an initializer listed as one (older models): the inputs'
+    // positions must not change.
+    needed.extend(graph.input.iter().map(|i| i.name.as_str()));
+    let mut keep = vec![false; graph.node.len()];
+    for (i, node) in graph.node.iter().enumerate().rev() {
+        if node.output.iter().any(|o| needed.contains(o.as_str())) {
+            keep[i] = true;
+            needed.extend(node.input.iter().map(String::as_str));
+            // A subgraph (If, Loop, Scan) may read any name of the enclosing scope.
+            for a in &node.attribute {
+                for g in a.g.iter().chain(&a.graphs) {
+                    names_read(g, &mut needed);
+                }
+            }
+        }
+    }
+    let unused = |name: &str| !needed.contains(name);
+    if keep.iter().all(|&k| k) && !graph.initializer.iter().any(|t| unused(&t.name)) {
+        return None;
+    }
+    let mut pruned = crate::offload::shell(proto);
+    let g = pruned.graph.as_mut()?;
+    g.node = graph
+        .node
+        .iter()
+        .zip(&keep)
+        .filter(|(_, k)| **k)
+        .map(|(n, _)| n.clone())
+        .collect();
+    g.initializer = graph
+        .initializer
+        .iter()
+        .filter(|t| !unused(&t.name))
+        .cloned()
+        .collect();
+    g.output.retain(|o| !unused(&o.name));
+    Some(pruned)
+}
+
+/// Every name the nodes of `graph` and of its subgraphs read.
+fn names_read<'a>(graph: &'a pb::GraphProto, names: &mut std::collections::HashSet<&'a str>) {
+    for node in &graph.node {
+        names.extend(node.input.iter().map(String::as_str));
+        for a in &node.attribute {
+            for g in a.g.iter().chain(&a.graphs) {
+                names_read(g, names);
+            }
+        }
+    }
 }
 
 /// tract's element type for an input.

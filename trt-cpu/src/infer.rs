@@ -116,17 +116,32 @@ impl CpuModel {
     /// [`Error::Inference`] when tract cannot load the graph (an operator it does not know),
     /// naming the model.
     pub fn new(model: &Model, extra_outputs: &[String]) -> Result<CpuModel> {
+        let graph = model.outputs()?.into_iter().map(|o| o.name).collect();
+        CpuModel::with_outputs(model, graph, extra_outputs)
+    }
+
+    /// Prepares `model` to compute only `tensors` (intermediate tensors or graph outputs, by
+    /// name, in this order): the graph outputs are not computed unless listed, and the nodes
+    /// none of them depends on, with their weights, are not loaded. For observing
+    /// activations ([`CpuModel::run_observing`]), as calibration does.
+    ///
+    /// # Errors
+    ///
+    /// As [`CpuModel::new`].
+    pub fn observing(model: &Model, tensors: &[String]) -> Result<CpuModel> {
+        CpuModel::with_outputs(model, Vec::new(), tensors)
+    }
+
+    /// `graph` outputs, then each of `more` not among them.
+    fn with_outputs(model: &Model, mut outputs: Vec<String>, more: &[String]) -> Result<CpuModel> {
+        let graph_outputs = outputs.len();
+        for t in more {
+            if !outputs.contains(t) {
+                outputs.push(t.clone());
+            }
+        }
         let name = model.name().to_string();
         let inputs = model.inputs()?;
-        let mut outputs: Vec<String> = model.outputs()?.into_iter().map(|o| o.name).collect();
-        let graph_outputs = outputs.len();
-        outputs.extend(
-            extra_outputs
-                .iter()
-                .filter(|e| !outputs.contains(e))
-                .cloned()
-                .collect::<Vec<_>>(),
-        );
         crate::check::check(model)?;
         // tract's Q/DQ take float32 scales; FP16 models get the equivalent float32 form.
         let widened = crate::widen::widen_qdq_for_tract(model);
@@ -277,12 +292,7 @@ impl CpuModel {
             Err(panic) => Err(format!("tract panicked while planning: {panic}")),
         })
         .clone()
-        .map_err(|e| self.plan_error(sig, &e))
-    }
-
-    /// tract's error chain turned into an error that says what to do ([`plan_error`]).
-    fn plan_error(&self, sig: &ShapeSignature, chain: &str) -> Error {
-        plan_error(&self.name, &self.inputs, sig, chain)
+        .map_err(|e| plan_error(&self.name, &self.inputs, sig, &e))
     }
 
     /// Names of the outputs, in the order [`CpuModel::run`] returns them.

@@ -26,12 +26,22 @@ pub(crate) struct StreamingPlan {
 impl StreamingPlan {
     /// Splits the optimised model's outputs (`graph` graph outputs first, then intermediate
     /// tensors) into kept and streamed ones, and builds the plan over the kept ones.
+    ///
+    /// Graph outputs are kept; an intermediate tensor is streamed when the plan computes it
+    /// on its way to another output (its node is an ancestor of another output's node), and
+    /// kept otherwise (constants, tensors nothing else asked for depends on).
     pub(crate) fn new(mut typed: TypedModel, graph: usize) -> TractResult<StreamingPlan> {
         use tract_onnx::tract_core::ops::konst::Const;
         let outlets = typed.output_outlets()?.to_vec();
         let graph = graph.min(outlets.len());
-        let mut ancestors = std::collections::HashSet::new();
-        let mut stack: Vec<usize> = outlets[..graph].iter().map(|o| o.node).collect();
+        // Nodes the plan's walk evaluates before some output's node: the strict ancestors of
+        // every output's node, and the graph outputs' own nodes.
+        let mut ancestors: std::collections::HashSet<usize> =
+            outlets[..graph].iter().map(|o| o.node).collect();
+        let mut stack: Vec<usize> = outlets
+            .iter()
+            .flat_map(|o| typed.node(o.node).inputs.iter().map(|i| i.node))
+            .collect();
         while let Some(n) = stack.pop() {
             if ancestors.insert(n) {
                 stack.extend(typed.node(n).inputs.iter().map(|i| i.node));
