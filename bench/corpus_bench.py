@@ -8,7 +8,8 @@ For each model of the corpus (`cargo xtask corpus`), in one run:
   with MinMax, Entropy and Percentile (its histogram calibrators);
 each as its own child process under GNU time (wall time, peak RSS). Then, for every Q/DQ model,
 the task metric against the FP32 model on the held-out samples, computed by onnxruntime
-(independent of our code), and whether TensorRT-RTX builds an engine from it.
+(independent of our code) twice: with its default optimizations (Q/DQ fused into its integer
+kernels) and with them off (Q/DQ as the operators define them), and whether TensorRT-RTX builds an engine from it.
 
 usage: corpus_bench.py TRT_CALIB BUILD_ENGINE CORPUS_DIR OUT_JSON [MODEL ...]
 """
@@ -67,10 +68,15 @@ def peer_child(model, calib, method, out):
     )
 
 
-def session(path):
+def session(path, exact=False):
+    """An onnxruntime session; `exact` turns its graph optimizations off, so Q/DQ pairs run as
+    the ONNX operators define them (float arithmetic on quantized values) instead of being fused
+    into onnxruntime's own integer kernels."""
     import onnxruntime as ort
     o = ort.SessionOptions()
     o.log_severity_level = 3
+    if exact:
+        o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
 
 
@@ -108,9 +114,9 @@ def metric(kind, a, b):
     return float(x @ y / (np.linalg.norm(x) * np.linalg.norm(y)))
 
 
-def evaluate(info, corpus, qdq):
+def evaluate(info, corpus, qdq, exact=False):
     ref = session(os.path.join(corpus, info["model"]))
-    cand = session(qdq)
+    cand = session(qdq, exact)
     k = info["metric_output"]
     a, b = [], []
     # Inputs bound as constants (`--constant`) are gone from the Q/DQ model, not the FP32 one.
@@ -174,6 +180,7 @@ def main():
                 r["choice"] = [l for l in lines[start:] if l.startswith("  ") or "chosen" in l or "kept" in l or "target" in l or l.startswith("method choice")][:40]
             if r["ok"]:
                 r["metric"] = evaluate(info, corpus, out)
+                r["metric_exact"] = evaluate(info, corpus, out, exact=True)
                 r["engine"] = measure([build_engine, out] + profiles)["ok"]
             r.pop("stdout", None)
             row["ours"][m] = r
@@ -190,6 +197,7 @@ def main():
             if r["ok"]:
                 try:
                     r["metric"] = evaluate(info, corpus, out)
+                    r["metric_exact"] = evaluate(info, corpus, out, exact=True)
                 except Exception as e:  # the peer's model may not run
                     r["metric"] = None
                     r["log"] = str(e)[-400:]
