@@ -11,7 +11,7 @@
 //! RAM file system, the weights leave the process's memory but not the machine's.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -43,40 +43,25 @@ impl Offloaded {
 
     /// The bytes of an initializer this file holds (`None` for one it does not).
     pub(crate) fn read(&self, t: &pb::TensorProto) -> Result<Option<Vec<u8>>> {
-        let Some((offset, length)) = self.place_of(t) else {
-            return Ok(None);
-        };
-        let path = self.file();
-        let read = || -> std::io::Result<Vec<u8>> {
-            use std::io::{Read, Seek, SeekFrom};
-            let mut f = std::fs::File::open(&path)?;
-            f.seek(SeekFrom::Start(offset))?;
+        self.read_with(t, |f, length| {
             let mut bytes = vec![0; length];
             f.read_exact(&mut bytes)?;
             Ok(bytes)
-        };
-        read().map(Some).map_err(|e| Error::io(&path, e))
+        })
     }
 
     /// Float32 values of an initializer offloaded here, converted as they are read (never its
     /// bytes and its values at once: `dddd_crnn`'s 34 MB classifier weight).
     pub(crate) fn read_f32(&self, t: &pb::TensorProto) -> Result<Option<Vec<f32>>> {
-        let Some((offset, length)) = self.place_of(t) else {
-            return Ok(None);
-        };
-        if !length.is_multiple_of(4) {
-            return Ok(None);
-        }
-        let path = self.file();
-        let read = || -> std::io::Result<Vec<f32>> {
-            use std::io::{Read, Seek, SeekFrom};
-            let mut f = std::fs::File::open(&path)?;
-            f.seek(SeekFrom::Start(offset))?;
-            let mut f = std::io::BufReader::new(f).take(length as u64);
-            let mut values = Vec::with_capacity(length / 4);
-            let mut chunk = vec![0u8; (length).min(1 << 20)];
-            while values.len() < length / 4 {
-                let want = (length - 4 * values.len()).min(chunk.len());
+        let values = self.read_with(t, |f, length| {
+            if !length.is_multiple_of(4) {
+                return Ok(None);
+            }
+            let count = length / 4;
+            let mut values = Vec::with_capacity(count);
+            let mut chunk = vec![0u8; length.min(1 << 20)];
+            while values.len() < count {
+                let want = (4 * (count - values.len())).min(chunk.len());
                 f.read_exact(&mut chunk[..want])?;
                 values.extend(
                     chunk[..want]
@@ -84,9 +69,28 @@ impl Offloaded {
                         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
                 );
             }
-            Ok(values)
+            Ok(Some(values))
+        })?;
+        Ok(values.flatten())
+    }
+
+    /// `read` on the file positioned at an initializer offloaded here, with its length.
+    fn read_with<T>(
+        &self,
+        t: &pb::TensorProto,
+        read: impl FnOnce(&mut std::fs::File, usize) -> std::io::Result<T>,
+    ) -> Result<Option<T>> {
+        use std::io::{Seek, SeekFrom};
+        let Some((offset, length)) = self.place_of(t) else {
+            return Ok(None);
         };
-        read().map(Some).map_err(|e| Error::io(&path, e))
+        let path = self.file();
+        let open = || -> std::io::Result<T> {
+            let mut f = std::fs::File::open(&path)?;
+            f.seek(SeekFrom::Start(offset))?;
+            read(&mut f, length)
+        };
+        open().map(Some).map_err(|e| Error::io(&path, e))
     }
 
     /// Offset and length of an initializer offloaded here.
