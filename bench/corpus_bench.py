@@ -40,10 +40,19 @@ def measure(cmd, timeout=1800):
     with onnxruntime loaded) into the child's ru_maxrss at exec, which inflates small tools."""
     with tempfile.TemporaryFile() as log, tempfile.NamedTemporaryFile(mode="r") as rss:
         start = time.perf_counter()
-        code = subprocess.call(["/usr/bin/time", "-f", "%M", "-o", rss.name] + cmd, stdout=log, stderr=log, timeout=timeout)
+        # A run past `timeout` is killed and recorded as failed (the log says so); the models
+        # after it still run.
+        child = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", rss.name] + cmd, stdout=log, stderr=log, start_new_session=True)
+        try:
+            code = child.wait(timeout=timeout)
+            timed_out = ""
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, 9)
+            code = child.wait()
+            timed_out = f"\n(killed: no result within the bench's limit of {timeout} s)"
         wall = time.perf_counter() - start
         log.seek(0)
-        text = log.read().decode(errors="replace")
+        text = log.read().decode(errors="replace") + timed_out
         lines = [l for l in rss.read().split() if l.isdigit()]
         kib = int(lines[-1]) if lines else 0
     return {"ok": code == 0, "seconds": round(wall, 2), "peak_rss_mib": round(kib / 1024, 1),
