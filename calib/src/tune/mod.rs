@@ -385,7 +385,13 @@ pub fn tune(
     let mut chosen_name = calibration.method.name();
     let mut initial = None;
     if calibration.method == Method::Auto && !calibration.candidates.is_empty() {
-        let mut best: Option<(f64, String, Calibration, Vec<Vec<f32>>)> = None;
+        // The best so far: criterion value, name, calibration and the value of what follows
+        // (the target's metric, or the criterion); outputs are dropped once measured.
+        let mut best: Option<(f64, String, Calibration, f64)> = None;
+        let follow = |v: f64, outputs: &[Vec<f32>], ev: &Evaluator| match options.target {
+            Some(_) => ev.metric.measure(&ev.reference, outputs),
+            None => v,
+        };
         for method in Method::AUTO_CANDIDATES {
             let Some(amax) = calibration.candidates.get(&method.name()) else {
                 continue;
@@ -397,7 +403,7 @@ pub fn tune(
             candidates.push((method.name(), v));
             // A later candidate must be strictly better: the order breaks ties.
             if best.as_ref().is_none_or(|(b, _, _, _)| v > *b) {
-                best = Some((v, method.name(), c, outputs));
+                best = Some((v, method.name(), c, follow(v, &outputs, &ev)));
             }
         }
         // Per-tensor mixing: each clipping method with the unclipped (minmax) range on the
@@ -426,18 +432,15 @@ pub fn tune(
             let v = criterion.measure(&ev.reference, &outputs, &ev.layout);
             candidates.push((name.clone(), v));
             if best.as_ref().is_none_or(|(b, _, _, _)| v > *b) {
-                best = Some((v, name, c, outputs));
+                best = Some((v, name, c, follow(v, &outputs, &ev)));
             }
         }
-        if let Some((v, name, c, outputs)) = best {
+        if let Some((_, name, c, value)) = best {
             chosen = c;
             chosen_name = name;
             // With a target, what follows is measured by the target's metric; without one,
             // the criterion's value is the result.
-            initial = Some(match options.target {
-                Some(_) => ev.metric.measure(&ev.reference, &outputs),
-                None => v,
-            });
+            initial = Some(value);
         }
     }
     let initial = match initial {
